@@ -1,0 +1,130 @@
+"""Training, data and logging settings (the seed README's `training:`, `data:` and `logging:` keys).
+
+Every field has the seed's default where the seed names one. A model section may hold its own
+`training:` block (`TrainingOverrides`) that replaces the global keys for that model's runs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainingConfig(StrictModel):
+    """How a model is optimised: length, batch, optimizer, schedule, precision, checkpoints."""
+
+    epochs: int = Field(100, ge=1)
+    """Full passes over the training set; `max_steps` wins when both are set."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides `epochs`)."""
+    batch_size: int = Field(8, ge=1)
+    """Batch size per GPU (per process). The seed's `data.batch_size` is accepted as an alias."""
+    learning_rate: float = Field(1e-4, gt=0)
+    """Peak learning rate (after warmup)."""
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam/AdamW betas (HiFi-GAN uses 0.8/0.99, FastSpeech 2 0.9/0.98)."""
+    eps: float = Field(1e-8, gt=0)
+    """Adam/AdamW epsilon (FastSpeech 2 uses 1e-9)."""
+    weight_decay: float = Field(0.01, ge=0)
+    """Decoupled weight decay, applied only to ≥2-D weights (never to biases, norms, embeddings' scales)."""
+    momentum: float = Field(0.9, ge=0)
+    """SGD momentum."""
+    scheduler: Literal["cosine_warmup", "linear_warmup", "inverse_sqrt", "exponential", "constant"] = (
+        "cosine_warmup"
+    )
+    warmup_steps: int = Field(10000, ge=0)
+    """Linear warmup length in optimizer steps (cosine_warmup, linear_warmup, inverse_sqrt)."""
+    lr_decay: float = Field(0.999, gt=0, le=1)
+    """Per-epoch decay factor of the `exponential` scheduler (HiFi-GAN: 0.999)."""
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    """Final learning rate of cosine/linear decay as a fraction of `learning_rate`."""
+    amp: bool | Literal["bf16", "fp16"] = True
+    """Mixed precision. true: bf16 on CUDA where supported, else fp16 + GradScaler; on a CPU without
+    native bf16 it falls back to fp32 with a warning. "bf16"/"fp16" force that dtype."""
+    gradient_clip_val: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm (after unscaling); null disables clipping."""
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    ema_decay: float | None = Field(0.999, gt=0, lt=1)
+    """Exponential moving average of the weights, used for validation and export; null turns it off."""
+    seed: int = 1234
+    """Base seed; each rank and data-loader worker derives its own from it."""
+    deterministic: bool = False
+    """Use deterministic kernels (slower on GPU)."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """Data parallelism under torchrun: DDP, or FSDP2 (`fully_shard`)."""
+    checkpoint_every_steps: int = Field(1000, ge=1)
+    keep_last_k: int = Field(3, ge=0)
+    """How many periodic `step_<n>.pth` checkpoints to keep (last.pth and best.pth are always kept)."""
+    validate_every_steps: int = Field(1000, ge=1)
+    validate_at_start: bool = False
+    """Also validate before the first step (the quickstart uses it to show before/after)."""
+    best_metric: str = "val/loss"
+    """Validation metric that selects best.pth."""
+    best_mode: Literal["min", "max"] = "min"
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many validations without improvement of `best_metric`; null: never."""
+    max_nan_skips: int = Field(10, ge=1)
+    """Consecutive non-finite steps tolerated before the run stops with an error."""
+    work_dir: str = "./work_dir"
+    """Root of all outputs; a task writes to <work_dir>/<task>/ (or <work_dir>/<run_name>/)."""
+    run_name: str | None = None
+    """Folder name under work_dir instead of the task name (e.g. vocoder_music)."""
+
+
+def _all_optional(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """The same fields as `model`, each optional with default None: a partial override block."""
+    fields = {key: (field.annotation | None, None) for key, field in model.model_fields.items()}
+    return create_model(name, __base__=StrictModel, **fields)
+
+
+TrainingOverrides = _all_optional(TrainingConfig, "TrainingOverrides")
+TrainingOverrides.__doc__ = "A model section's own `training:` keys; each set key replaces the global one."
+
+
+class WandbConfig(StrictModel):
+    project: str = "cinematic-music-generation"
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] | None = None
+    """null: W&B decides (WANDB_MODE). offline writes files locally and needs no network."""
+
+
+class LoggingConfig(StrictModel):
+    logger: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    """TensorBoard always writes under <work_dir>/logs/tensorboard/<task>/ unless "none"; "wandb"
+    logs to Weights & Biases as well."""
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    log_every_steps: int = Field(10, ge=1)
+    """Scalars are written every this many optimizer steps."""
+    progress_bar: bool | None = None
+    """null: a progress bar on a terminal, plain lines otherwise."""
+
+
+class DataConfig(StrictModel):
+    """Where data comes from and how it is cut. Model-specific audio settings live in the model sections."""
+
+    batch_size: int | None = Field(None, ge=1)
+    """Alias of training.batch_size (the seed's spelling)."""
+    sample_rate: int = Field(44100, ge=8000)
+    """Sample rate for audio that no model section sets (music-side preprocessing, augmentation)."""
+    segment_duration: float = Field(10.0, gt=0)
+    """Length in seconds of the pieces long audio is cut into."""
+    num_workers: int = Field(2, ge=0)
+    """DataLoader worker processes (raise it if data loading is the bottleneck)."""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of files held out for validation (stratified by label where labels exist)."""
+    max_val_items: int = Field(64, ge=1)
+    """Upper bound on held-out files, so validation stays fast on big data sets."""
+    augment_probability: float = Field(0.0, ge=0, le=1)
+    """Probability that a training audio example is replaced by a random augmentation variation."""
+    balance_attributes: list[str] = Field(default_factory=list)
+    """Metadata attributes to balance when sampling (e.g. [emotion, language]); empty: natural."""
+    balance_alpha: float = Field(1.0, ge=0, le=1)
+    """Sampling temperature: 1 natural frequencies, 0 uniform per group."""

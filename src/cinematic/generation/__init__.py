@@ -1,0 +1,1 @@
+"""Generation front ends (music, lyrics, speech, vocoding) and the sampling they share."""

@@ -1,0 +1,146 @@
+"""The contract between the one `Trainer` and a model family (a *task*).
+
+A task is the only thing a new model writes besides its model file: how to build the model(s) and the
+data, the loss of one step, validation metrics, a sample for the logger, and the state generation
+needs (vocabularies, statistics). The trainer owns the loop, devices, DDP/FSDP, AMP, accumulation,
+clipping, EMA, checkpoints and logging; a task never calls `backward()` or `torch.save`.
+
+Checkpoint layout written by the trainer and read by `Task.inference` (all plain containers/tensors)::
+
+    {"format_version": 1, "task": "music", "config": {...resolved Config.to_dict()...},
+     "data_dir": "...", "model": {name: state_dict}, "ema": {name: state_dict} (may be empty),
+     "task_state": export_state(), "step": int, "epoch": int, ...optimizer/scheduler/RNG state...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from cinematic.configs import Config
+
+
+@dataclass
+class Phase:
+    """One optimizer and the models whose parameters it steps. Phases run in order every step, so a
+    GAN lists the discriminator first and the generator second (Kong et al. 2020, Alg. 1)."""
+
+    name: str
+    models: list[str]
+
+
+@dataclass
+class Built:
+    """What `Task.build` returns."""
+
+    models: dict[str, nn.Module]
+    train_set: Dataset
+    val_set: Dataset | None = None
+    collate_fn: Callable[[list[Any]], Any] | None = None
+    phases: list[Phase] | None = None
+    """None: one phase "main" over every model."""
+    ema_models: list[str] | None = None
+    """Models that keep an EMA copy (None: all). A GAN keeps one for the generator only."""
+    sample_weights: Sequence[float] | None = None
+    """Per-item sampling weights (balanced sampling); None: uniform shuffling."""
+    throughput_unit: str = "samples"
+    """What `StepOutput.num_items` counts, e.g. "tokens" or "frames"; shown as <unit>/s."""
+
+    def resolved_phases(self) -> list[Phase]:
+        return self.phases or [Phase("main", list(self.models))]
+
+
+@dataclass
+class StepOutput:
+    """The result of one phase of one training step."""
+
+    loss: torch.Tensor
+    """Scalar the phase's optimizer minimises (already averaged over the micro-batch)."""
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    """Extra scalars, logged as train/<name>."""
+    num_items: int | None = None
+    """Items in this micro-batch in `Built.throughput_unit` (None: the batch size)."""
+
+
+@dataclass
+class Media:
+    """One thing to show in TensorBoard/W&B."""
+
+    kind: Literal["audio", "image", "text", "file"]
+    name: str
+    data: Any
+    """audio: float32 ndarray (samples,) or (channels, samples) in [-1, 1]; image: uint8 HWC ndarray or a
+    matplotlib Figure; text: str; file: a Path written under the run folder (e.g. a MIDI sample)."""
+    sample_rate: int | None = None
+
+
+@dataclass
+class BuildContext:
+    """What a task may need to know about the run while it builds."""
+
+    run_dir: Path
+    """<work_dir>/<task or run_name>/ (checkpoints/ lives inside)."""
+    cache_dir: Path
+    """<work_dir>/cache/: feature caches shared by runs, keyed by content hash + feature config."""
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    restored_state: dict[str, Any] | None = None
+    """`export_state()` of the checkpoint being resumed (reuse its vocabularies), else None."""
+    barrier: Callable[[], None] = lambda: None
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+    @contextlib.contextmanager
+    def local_main_first(self) -> Iterator[bool]:
+        """Work every rank would repeat (feature extraction, tokenizer fitting): local rank 0 does it
+        while the others wait at a barrier, then they read its (atomically written) cache.
+        Yields True on the process that should do the work. Every rank calls the barrier."""
+        if self.local_rank != 0:
+            self.barrier()
+        try:
+            yield self.local_rank == 0
+        finally:
+            if self.local_rank == 0:
+                self.barrier()
+
+
+class Task(Protocol):
+    """What the trainer needs to know about one model family."""
+
+    name: str
+    """"music", "voice", "vocoder", "lyrics"."""
+
+    def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built: ...
+
+    def training_step(
+        self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
+    ) -> StepOutput:
+        """Loss of one phase. `scratch` is shared by the phases of one step (a GAN's generated audio)."""
+        ...
+
+    def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
+        """Metrics named "val/<name>"; models are the EMA copies when EMA is on, in eval mode."""
+        ...
+
+    def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
+        """A few things to look at or listen to; files go under out_dir."""
+        ...
+
+    def export_state(self) -> dict[str, Any]:
+        """Plain containers/tensors generation needs without the config: vocabularies, statistics."""
+        ...
+
+    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+        """The generator object `cinematic.load` returns for a checkpoint of this task."""
+        ...

@@ -1,0 +1,34 @@
+"""Shared fixtures. Expensive ones (the demo data set) are built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_config():
+    """A fresh copy of the tiny preset (configs/tiny.yaml), safe to modify."""
+    from cinematic.configs import load_config
+
+    return load_config("tiny")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """`cinematic data demo` output (music/, voice/, lyrics/), made once per session. Do not modify it:
+    copy what a test needs to change."""
+    from cinematic.data.demo import write_demo_data
+
+    root = tmp_path_factory.mktemp("demo") / "data"
+    write_demo_data(root, seed=0)
+    return root

@@ -1,0 +1,12 @@
+"""Seed entry point: `python train_lyrics.py --config config.yaml --data_dir ./data/lyrics`.
+
+The same as `cinematic train lyrics ...`; also works under torchrun and the deprecated
+`python -m torch.distributed.launch` (its --local-rank argument is accepted and ignored).
+"""
+
+import sys
+
+from cinematic.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", "lyrics", *sys.argv[1:]]))
