@@ -21,7 +21,7 @@ STAGES = [
     ("vocoder (HiFi-GAN, speech)", "cinematic.tasks.vocoder:quickstart"),
     ("voice (FastSpeech 2 + cloning)", "cinematic.tasks.voice:quickstart"),
     ("music (Music Transformer, MIDI)", "cinematic.tasks.music:quickstart"),
-    ("music (audio route, mel-RVQ)", "cinematic.tasks.music:quickstart_audio"),
+    ("music (audio route, mel-RVQ)", "cinematic.tasks.music_audio:quickstart"),
     ("lyrics (multilingual GPT)", "cinematic.tasks.lyrics:quickstart"),
 ]
 MARKER = ".cinematic-quickstart"

@@ -7,12 +7,12 @@ from typing import Any
 
 from cinematic.errors import UserError
 
-# task name -> "module:class". The music route's vocoder is the vocoder task under another run name.
+# task name -> "module:class". vocoder_music is the HiFi-GAN task at the music MelConfig.
 TASKS = {
     "music": "cinematic.tasks.music:MusicTask",
     "voice": "cinematic.tasks.voice:VoiceTask",
     "vocoder": "cinematic.tasks.vocoder:VocoderTask",
-    "vocoder_music": "cinematic.tasks.vocoder:VocoderTask",
+    "vocoder_music": "cinematic.tasks.vocoder:MusicVocoderTask",
     "lyrics": "cinematic.tasks.lyrics:LyricsTask",
 }
 
