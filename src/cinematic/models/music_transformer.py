@@ -1,0 +1,377 @@
+"""Music Transformer (Huang et al. 2018, "Music Transformer", arXiv:1809.04281).
+
+A decoder-only, pre-norm Transformer over K parallel token streams with *relative* self-attention:
+
+    RelAttn(Q, K, V) = softmax((Q Kᵀ + S_rel) / √D_h) V                              (paper eq. 2)
+
+where S_rel[i, j] = q_i · E_{d(i, j)} and E holds one learned vector per relative distance
+d = i − j ∈ {0 … max_relative_position} and head (distances beyond the maximum share the last one).
+S_rel is computed with the paper's *skew* trick (§3.4.1): Q·Eᵀ gives every query against every
+distance, (L, L) per head, and pad-reshape-slice moves each row into place, so no (L, L, D_h) tensor
+is ever built — memory is O(L·D) beyond the attention logits themselves. Relative *local* attention
+(§3.5, `attention="local"`) splits the sequence into blocks of `local_block_length`; a block attends
+to itself and to the block before it.
+
+Streams and conditioning (DESIGN §4)
+------------------------------------
+- `num_streams` = K: K embedding tables whose vectors are summed per position, and K output heads.
+  K = 1 for MIDI events; the audio route uses K RVQ codebooks with a delay pattern, which the
+  caller applies to `tokens` (this module never shifts streams itself).
+- Conditions (emotion, genre, scene, …): one table per condition; index 0 of every table is the
+  *null label*. `conditioning="tokens"` prepends one control position per condition, `"embedding"`
+  adds the sum of the condition vectors to every position, `"both"` does both. During training each
+  condition is replaced by the null label with probability `condition_dropout`, so the same model
+  also gives the unconditional logits that classifier-free guidance needs (Ho & Salimans 2022).
+
+Interface
+---------
+    model = MusicTransformer(MusicTransformerConfig(vocab_size=391, condition_sizes=(5, 4, 6)))
+    logits = model(tokens, conditions)          # tokens (B, K, T) — or (B, T) when K = 1 —,
+                                                # conditions (B, n_conditions) or None (all null)
+                                                # → logits (B, K, T, V); logits[:, :, t] predicts t+1
+    cache = model.new_cache()                   # incremental decoding: each call appends to the
+    logits = model(prompt, conditions, cache)   # key/value cache and returns logits of the new
+    logits = model(next_tok, conditions, cache) # positions only; equal to the uncached forward
+                                                # (relative positions are absolute-position based)
+
+The same `conditions` must be passed to every call that shares a cache. Control positions are
+added on the first call (empty cache) and never produce logits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class MusicTransformerConfig:
+    """Model hyperparameters (the task fills it from `music_model` and the data's vocabularies)."""
+
+    vocab_size: int
+    """Token ids per stream (the performance encoding: 388 events + PAD/BOS/EOS = 391)."""
+    num_streams: int = 1
+    """K parallel token streams (1 for MIDI; the RVQ codebooks of the audio route)."""
+    num_layers: int = 6
+    num_heads: int = 8
+    embed_dim: int = 512
+    ff_dim: int | None = None
+    """Feed-forward width; None: 4 × embed_dim."""
+    dropout: float = 0.1
+    max_relative_position: int = 2048
+    """Distances beyond this share one learned embedding (clipping, Shaw et al. 2018)."""
+    attention: Literal["global", "local"] = "global"
+    local_block_length: int = 256
+    condition_sizes: tuple[int, ...] = ()
+    """Labels per condition *including* the null label at index 0, e.g. (1 + #emotions, ...)."""
+    conditioning: Literal["tokens", "embedding", "both"] = "both"
+    condition_dropout: float = 0.1
+    tie_embeddings: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    def __post_init__(self) -> None:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        self.condition_sizes = tuple(int(n) for n in self.condition_sizes)
+
+
+# ------------------------------------------------------------------------------ relative attention
+
+
+def skew(rel_logits: torch.Tensor) -> torch.Tensor:
+    """The skew of §3.4.1, for Lq queries that are the *last* Lq of Lk positions.
+
+    In: (..., Lq, Lk) with column c = query · E[distance Lk − 1 − c] (distances in descending order).
+    Out: (..., Lq, Lk) with entry [i, j] = query_i · E[d], d = (Lk − Lq + i) − j; entries with j after
+    the query (d < 0) hold garbage and must be masked. Pad one zero column on the left, read the
+    buffer as (Lk + 1, Lq), drop the first row, read it as (Lq, Lk)."""
+    *lead, lq, lk = rel_logits.shape
+    padded = F.pad(rel_logits, (1, 0))  # (..., Lq, Lk + 1)
+    padded = padded.reshape(*lead, lk + 1, lq)
+    return padded[..., 1:, :].reshape(*lead, lq, lk)
+
+
+class RelativeMultiheadAttention(nn.Module):
+    """Relative global (or local) multi-head self-attention (§3.4, §3.5) with a KV cache."""
+
+    def __init__(self, cfg: MusicTransformerConfig) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.max_relative_position = cfg.max_relative_position
+        self.local = cfg.attention == "local"
+        self.block = cfg.local_block_length
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
+        self.out = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        # E: one vector per head and distance 0 … max_relative_position (a Parameter: saved, trained)
+        self.relative_embeddings = nn.Parameter(
+            torch.empty(cfg.num_heads, cfg.max_relative_position + 1, cfg.head_dim)
+        )
+        nn.init.normal_(self.relative_embeddings, std=0.02)
+        self.dropout = cfg.dropout
+
+    def distance_embeddings(self, num_keys: int) -> torch.Tensor:
+        """(H, Lk, D_h): rows for distances Lk − 1 … 0, clipped at max_relative_position."""
+        distances = torch.arange(num_keys - 1, -1, -1, device=self.relative_embeddings.device)
+        return self.relative_embeddings[:, distances.clamp(max=self.max_relative_position)]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q (..., Lq, D_h) are the last Lq of the Lk key positions; mask (Lq, Lk) bool, True = blocked."""
+        scale = self.head_dim**-0.5
+        # S_rel / √D_h via the skew; E is (H, Lk, D_h), broadcast over the batch (and blocks)
+        rel = self.distance_embeddings(k.size(-2))
+        if q.dim() == 5:  # local: (B, H, blocks, Lq, D_h)
+            rel = rel.unsqueeze(1)
+        s_rel = skew(torch.matmul(q * scale, rel.transpose(-1, -2)))
+        s_rel = s_rel.masked_fill_(mask, float("-inf"))
+        dropout = self.dropout if self.training else 0.0
+        if q.dim() == 5:
+            b, h, n, lq, d = q.shape
+            lk = k.size(-2)
+            out = F.scaled_dot_product_attention(
+                q.reshape(b, h * n, lq, d),
+                k.reshape(b, h * n, lk, d),
+                v.reshape(b, h * n, lk, d),
+                attn_mask=s_rel.reshape(b, h * n, lq, lk),
+                dropout_p=dropout,
+            )
+            return out.view(b, h, n, lq, d)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=s_rel, dropout_p=dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        b, t, dim = x.shape
+        q, k, v = (
+            self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        )  # 3×(B,H,T,D_h)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+            past = k.size(-2) - t
+            if self.local:  # keys before the earliest query's previous block can never be seen
+                start = max(0, (past // self.block - 1) * self.block)
+                k, v = k[..., start:, :], v[..., start:, :]
+                mask = local_mask(t, past, self.block, x.device)[:, start:]
+            elif mask is None:
+                mask = causal_mask(t, past, x.device)
+            y = self.attend(q, k, v, mask)
+        elif self.local:
+            y = self._local_blocks(q, k, v)
+        else:
+            y = self.attend(q, k, v, mask if mask is not None else causal_mask(t, 0, x.device))
+        return self.out(y.transpose(1, 2).reshape(b, t, dim))
+
+    def _local_blocks(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """§3.5: blocks of `block` queries attend to their own block and the previous one."""
+        b, h, t, d = q.shape
+        n = math.ceil(t / self.block)
+        pad = n * self.block - t
+        q, k, v = (F.pad(z, (0, 0, 0, pad)).view(b, h, n, self.block, d) for z in (q, k, v))
+        # keys/values of block i: block i − 1 (zeros before the first) followed by block i
+        k = torch.cat([F.pad(k, (0, 0, 0, 0, 1, 0))[:, :, :-1], k], dim=3)
+        v = torch.cat([F.pad(v, (0, 0, 0, 0, 1, 0))[:, :, :-1], v], dim=3)
+        mask = causal_mask(self.block, self.block, q.device).expand(n, -1, -1).clone()
+        mask[0, :, : self.block] = True  # the first block has no previous block
+        y = self.attend(q, k, v, mask)
+        return y.reshape(b, h, n * self.block, d)[:, :, :t]
+
+
+def causal_mask(num_queries: int, past: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(Lq, past + Lq) bool, True where the key comes after the query (queries are the last Lq)."""
+    q_pos = torch.arange(num_queries, device=device).unsqueeze(1) + past
+    k_pos = torch.arange(past + num_queries, device=device).unsqueeze(0)
+    return k_pos > q_pos
+
+
+def local_mask(
+    num_queries: int, past: int, block: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Causal, and also blocking keys before the block preceding the query's own block."""
+    q_pos = torch.arange(num_queries, device=device).unsqueeze(1) + past
+    k_pos = torch.arange(past + num_queries, device=device).unsqueeze(0)
+    window_start = (q_pos // block - 1) * block
+    return (k_pos > q_pos) | (k_pos < window_start)
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding; positions are absolute, so the
+    relative distances of a cached step are exactly those of the full forward pass."""
+
+    def __init__(self, num_layers: int) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.length = 0
+        """Positions cached so far (control positions included)."""
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        old_k, old_v = self.keys[layer], self.values[layer]
+        if old_k is not None:
+            k, v = torch.cat([old_k, k], dim=-2), torch.cat([old_v, v], dim=-2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+# ----------------------------------------------------------------------------------------- blocks
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network (Vaswani et al. 2017, eq. 2), GELU."""
+
+    def __init__(self, cfg: MusicTransformerConfig) -> None:
+        super().__init__()
+        hidden = cfg.ff_dim or 4 * cfg.embed_dim
+        self.fc1 = nn.Linear(cfg.embed_dim, hidden)
+        self.fc2 = nn.Linear(hidden, cfg.embed_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block: x + Attn(LN(x)), then x + FF(LN(x)) (pre-norm trains deep stacks without warmup
+    tricks; Xiong et al. 2020)."""
+
+    def __init__(self, cfg: MusicTransformerConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.embed_dim)
+        self.attn = RelativeMultiheadAttention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim)
+        self.ff = FeedForward(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), mask, cache, layer))
+        return x + self.ff(self.norm2(x))
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+class MusicTransformer(nn.Module):
+    """Embeddings (K streams summed, + conditions) → N pre-norm relative blocks → LN → K heads."""
+
+    def __init__(self, cfg: MusicTransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.token_embeddings = nn.ModuleList(
+            nn.Embedding(cfg.vocab_size, cfg.embed_dim) for _ in range(cfg.num_streams)
+        )
+        self.condition_embeddings = nn.ModuleList(nn.Embedding(n, cfg.embed_dim) for n in cfg.condition_sizes)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.num_layers))
+        self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.heads = nn.ModuleList(
+            nn.Linear(cfg.embed_dim, cfg.vocab_size, bias=False)
+            for _ in range(0 if cfg.tie_embeddings else cfg.num_streams)
+        )
+        self.apply(self._init_weights)
+        for block in self.blocks:  # GPT-2: scale residual projections by 1/√(2N)
+            for proj in (block.attn.out, block.ff.fc2):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.num_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.cfg.condition_sizes)
+
+    @property
+    def num_prefix(self) -> int:
+        """Control positions prepended on an uncached (or first cached) call."""
+        return self.num_conditions if self.cfg.conditioning in ("tokens", "both") else 0
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.num_layers)
+
+    def drop_conditions(self, conditions: torch.Tensor) -> torch.Tensor:
+        """Each label → the null label (0) with probability `condition_dropout` (training only)."""
+        p = self.cfg.condition_dropout
+        if not self.training or p <= 0:
+            return conditions
+        keep = torch.rand(conditions.shape, device=conditions.device) >= p
+        return conditions * keep
+
+    def _condition_vectors(
+        self, conditions: torch.Tensor | None, batch: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """(B, C, D) condition embeddings, or None when the model has no conditions."""
+        if not self.num_conditions:
+            return None
+        if conditions is None:
+            conditions = torch.zeros(batch, self.num_conditions, dtype=torch.long, device=device)
+        if conditions.shape != (batch, self.num_conditions):
+            raise ValueError(
+                f"conditions must be (B={batch}, {self.num_conditions}), got {tuple(conditions.shape)}"
+            )
+        conditions = self.drop_conditions(conditions)
+        return torch.stack(
+            [table(conditions[:, c]) for c, table in enumerate(self.condition_embeddings)], dim=1
+        )
+
+    def forward(
+        self, tokens: torch.Tensor, conditions: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """tokens (B, K, T) or (B, T) for K = 1; conditions (B, C) label ids (0 = null) → logits (B, K, T, V)."""
+        if tokens.dim() == 2:
+            tokens = tokens.unsqueeze(1)
+        b, k, t = tokens.shape
+        if k != self.cfg.num_streams:
+            raise ValueError(f"expected {self.cfg.num_streams} token streams, got {k}")
+        x = sum(table(tokens[:, s]) for s, table in enumerate(self.token_embeddings))  # (B, T, D)
+        cond = self._condition_vectors(conditions, b, tokens.device)
+        n_prefix = 0
+        if cond is not None:
+            if self.cfg.conditioning in ("embedding", "both"):
+                x = x + cond.sum(dim=1, keepdim=True)
+            if self.num_prefix and (cache is None or cache.length == 0):
+                x = torch.cat([cond, x], dim=1)
+                n_prefix = self.num_prefix
+        x = self.dropout(x)
+
+        past = cache.length if cache is not None else 0
+        length = x.size(1)
+        # one mask for all layers (the local uncached path builds its own block mask)
+        mask = None if self.cfg.attention == "local" else causal_mask(length, past, x.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache, i)
+        if cache is not None:
+            cache.length += length
+        x = self.norm(x[:, n_prefix:])
+        if self.cfg.tie_embeddings:
+            logits = [F.linear(x, table.weight) for table in self.token_embeddings]
+        else:
+            logits = [head(x) for head in self.heads]
+        return torch.stack(logits, dim=1)
+
+    # ---------------------------------------------------------------------------- accounting
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward ≈ 3 × forward), counting matmuls only:
+        6·N for the weights (PaLM appendix B) plus the attention products Q·Kᵀ, Q·Eᵀ and P·V."""
+        cfg = self.cfg
+        n = sum(p.numel() for name, p in self.named_parameters() if "embeddings" not in name)
+        if cfg.tie_embeddings:  # the heads reuse the token tables, but still multiply
+            n += cfg.num_streams * cfg.vocab_size * cfg.embed_dim
+        keys = min(seq_len, 2 * cfg.local_block_length) if cfg.attention == "local" else seq_len
+        attention = cfg.num_layers * 3 * 2 * keys * cfg.embed_dim  # three (L × L × D) products per layer
+        return 6 * n + 3 * attention
