@@ -262,3 +262,76 @@ def frame_energy(wav: np.ndarray | torch.Tensor, cfg: MelConfig) -> np.ndarray:
     with torch.no_grad():
         mag = module.magnitude(tensor.unsqueeze(0))[0]  # (freq, frames)
     return torch.linalg.vector_norm(mag, dim=0).numpy().astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loudness (ITU-R BS.1770-4)
+# ---------------------------------------------------------------------------------------------------
+
+_K_SOS: dict[int, np.ndarray] = {}
+
+
+def _k_weighting(sample_rate: int) -> np.ndarray:
+    """BS.1770's K-weighting (high shelf + high pass) as second-order sections, designed for any rate
+    with pyloudnorm's coefficient formulas."""
+    sos = _K_SOS.get(sample_rate)
+    if sos is None:
+        import pyloudnorm
+
+        meter = pyloudnorm.Meter(sample_rate)
+        stages = [meter._filters["high_shelf"], meter._filters["high_pass"]]
+        sos = np.stack([np.concatenate([s.passband_gain * np.asarray(s.b), np.asarray(s.a)]) for s in stages])
+        _K_SOS[sample_rate] = sos = sos / sos[:, 3:4]
+    return sos
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS per ITU-R BS.1770-4 (400-ms blocks, 75 % overlap, −70 LUFS absolute
+    and −10 LU relative gates): the same result as pyloudnorm's meter, vectorized (several times faster)
+    and for any channel count (channels beyond five weigh 1.0). Clips shorter than one block use the
+    ungated K-weighted mean square; silence gives −inf.
+    """
+    import scipy.signal
+
+    x = np.asarray(audio, dtype=np.float64)
+    x = x[None] if x.ndim == 1 else x
+    if x.shape[-1] == 0:
+        return -np.inf
+    # float32 filtering: twice as fast, and within 1e-6 dB of float64 on these two gentle sections
+    weighted = scipy.signal.sosfilt(
+        _k_weighting(int(sample_rate)).astype(np.float32), x.astype(np.float32), axis=-1
+    )
+    gains = np.array([1.41 if c in (3, 4) else 1.0 for c in range(x.shape[0])])
+    block = int(round(0.4 * sample_rate))
+    if x.shape[-1] < block:
+        power = float(gains @ (weighted**2).mean(axis=-1))
+        return -0.691 + 10 * np.log10(power) if power > 0 else -np.inf
+    n_blocks = int(np.round((x.shape[-1] / sample_rate - 0.4) / 0.1)) + 1
+    squares = weighted * weighted
+    hop = 0.1 * sample_rate
+    if hop == int(hop) and block == 4 * int(hop):
+        # 400-ms blocks every 100 ms = sums of four consecutive 100-ms hops (no cumulative sum needed)
+        hop = int(hop)
+        n_hops = min(squares.shape[-1] // hop, n_blocks + 3)
+        hops = squares[:, : n_hops * hop].reshape(x.shape[0], n_hops, hop).sum(axis=-1, dtype=np.float64)
+        if n_hops < n_blocks + 3:  # the last block runs past the end: its partial hop counts too
+            tail = squares[:, n_hops * hop :].sum(axis=-1, dtype=np.float64)[:, None]
+            hops = np.concatenate([hops, tail, np.zeros((x.shape[0], n_blocks + 3 - n_hops - 1))], axis=-1)
+        window = np.cumsum(np.concatenate([np.zeros((x.shape[0], 1)), hops], axis=-1), axis=-1)
+        z = (window[:, 4 : 4 + n_blocks] - window[:, :n_blocks]) / block
+    else:
+        starts = (0.4 * 0.25 * np.arange(n_blocks) * sample_rate).astype(int)
+        ends = np.minimum(starts + block, x.shape[-1])
+        cumulative = np.concatenate(
+            [np.zeros((x.shape[0], 1)), np.cumsum(squares, axis=-1, dtype=np.float64)], -1
+        )
+        z = (cumulative[:, ends] - cumulative[:, starts]) / block  # (channels, blocks) mean squares
+    power = gains @ z
+    with np.errstate(divide="ignore"):
+        levels = -0.691 + 10 * np.log10(power)
+    above = levels >= -70.0
+    if not above.any():
+        return -np.inf
+    relative = -0.691 + 10 * np.log10(power[above].mean()) - 10.0
+    gated = (levels > relative) & (levels > -70.0)
+    return float(-0.691 + 10 * np.log10(power[gated].mean())) if gated.any() else -np.inf
