@@ -1,0 +1,202 @@
+"""Music Transformer: relative attention against an explicit L×L×D reference, causality, KV cache,
+K streams and conditioning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cinematic.models.music_transformer import (
+    MusicTransformer,
+    MusicTransformerConfig,
+    RelativeMultiheadAttention,
+    causal_mask,
+    local_mask,
+    skew,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared machine two spinning threads
+    made these tests 20× slower; restore the session's setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny(**overrides) -> MusicTransformerConfig:
+    settings = dict(
+        vocab_size=24,
+        num_layers=2,
+        num_heads=2,
+        embed_dim=16,
+        ff_dim=32,
+        dropout=0.0,
+        max_relative_position=6,
+        local_block_length=8,
+        condition_sizes=(3, 4),
+    )
+    settings.update(overrides)
+    return MusicTransformerConfig(**settings)
+
+
+def reference_attention(q, k, v, rel_emb, max_rel, mask):
+    """Huang et al. eq. 2 the slow way: an explicit (L, L, D_h) tensor R[i, j] = E[clip(i − j)]."""
+    lq, lk = q.size(-2), k.size(-2)
+    past = lk - lq
+    dist = (torch.arange(lq).unsqueeze(1) + past - torch.arange(lk).unsqueeze(0)).clamp(0, max_rel)
+    r = rel_emb[:, dist]  # (H, Lq, Lk, D_h)
+    s_rel = torch.einsum("bhid,hijd->bhij", q, r)
+    logits = (q @ k.transpose(-1, -2) + s_rel) / q.size(-1) ** 0.5
+    logits = logits.masked_fill(mask, float("-inf"))
+    return torch.softmax(logits, dim=-1) @ v
+
+
+def _qkv(b=2, h=2, lq=12, lk=12, d=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, d, generator=gen, requires_grad=True) for n in (lq, lk, lk)]
+
+
+@pytest.mark.parametrize("max_rel", [3, 40])
+@pytest.mark.parametrize("past", [0, 5])
+def test_skewed_relative_attention_matches_explicit_reference_forward_and_grads(max_rel, past):
+    attn = RelativeMultiheadAttention(tiny(max_relative_position=max_rel, embed_dim=16, num_heads=2))
+    q, k, v = _qkv(lq=12, lk=12 + past)
+    mask = causal_mask(12, past)
+    fast = attn.attend(q, k, v, mask)
+    slow = reference_attention(q, k, v, attn.relative_embeddings, max_rel, mask)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad((fast * weights).sum(), [q, k, v, attn.relative_embeddings])
+    grads_slow = torch.autograd.grad((slow * weights).sum(), [q, k, v, attn.relative_embeddings])
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_local_block_attention_matches_reference_with_a_window_mask():
+    block = 4
+    attn = RelativeMultiheadAttention(
+        tiny(attention="local", local_block_length=block, max_relative_position=5)
+    )
+    q, k, v = _qkv(lq=11, lk=11)
+    fast = attn._local_blocks(q, k, v)
+    slow = reference_attention(q, k, v, attn.relative_embeddings, 5, local_mask(11, 0, block))
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    grads_fast = torch.autograd.grad(fast.square().sum(), [q, attn.relative_embeddings])
+    grads_slow = torch.autograd.grad(slow.square().sum(), [q, attn.relative_embeddings])
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_skew_places_each_distance_on_its_diagonal():
+    # column c of the input holds distance Lk-1-c; after the skew entry [i, j] holds distance past+i-j
+    lq, lk = 3, 5
+    distances = torch.arange(lk - 1, -1, -1).float().expand(lq, lk)
+    out = skew(distances)
+    expected = (torch.arange(lq).unsqueeze(1) + (lk - lq) - torch.arange(lk).unsqueeze(0)).float()
+    valid = expected >= 0
+    assert torch.equal(out[valid], expected[valid])
+
+
+def test_relative_embeddings_are_parameters_saved_in_the_state_dict():
+    model = MusicTransformer(tiny())
+    keys = [k for k in model.state_dict() if k.endswith("relative_embeddings")]
+    assert len(keys) == 2
+    assert model.state_dict()[keys[0]].shape == (2, 7, 8)  # heads × (max distance + 1) × head dim
+
+
+@pytest.mark.parametrize("attention", ["global", "local"])
+@pytest.mark.parametrize("streams", [1, 3])
+def test_model_is_causal_by_perturbation(attention, streams):
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny(attention=attention, num_streams=streams)).eval()
+    tokens = torch.randint(0, 24, (2, streams, 20))
+    conditions = torch.tensor([[1, 2], [2, 0]])
+    base = model(tokens, conditions)
+    assert base.shape == (2, streams, 20, 24)
+    t = 11
+    changed = tokens.clone()
+    changed[:, -1, t] = (changed[:, -1, t] + 1) % 24  # only the last stream, only position t
+    out = model(changed, conditions)
+    assert torch.equal(out[:, :, :t], base[:, :, :t])
+    assert not torch.allclose(out[:, :, t], base[:, :, t])
+
+
+@pytest.mark.parametrize("attention", ["global", "local"])
+@pytest.mark.parametrize("conditioning", ["tokens", "embedding", "both"])
+def test_cached_decoding_gives_the_full_forward_logits_at_every_step(attention, conditioning):
+    torch.manual_seed(1)
+    model = MusicTransformer(tiny(attention=attention, conditioning=conditioning, num_streams=2)).eval()
+    tokens = torch.randint(0, 24, (2, 2, 26))
+    conditions = torch.tensor([[1, 3], [0, 2]])
+    full = model(tokens, conditions)
+    cache = model.new_cache()
+    steps = [model(tokens[:, :, :5], conditions, cache)]
+    steps += [model(tokens[:, :, t : t + 1], conditions, cache) for t in range(5, 26)]
+    torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-5, rtol=1e-5)
+
+
+def test_two_dimensional_tokens_are_one_stream():
+    model = MusicTransformer(tiny()).eval()
+    tokens = torch.randint(0, 24, (2, 9))
+    assert torch.equal(model(tokens), model(tokens.unsqueeze(1)))
+
+
+def test_conditions_change_the_output_and_null_labels_are_the_default():
+    torch.manual_seed(2)
+    model = MusicTransformer(tiny()).eval()
+    tokens = torch.randint(0, 24, (1, 10))
+    with_null = model(tokens, torch.zeros(1, 2, dtype=torch.long))
+    assert torch.equal(model(tokens), with_null)
+    assert not torch.allclose(model(tokens, torch.tensor([[2, 1]])), with_null)
+
+
+def test_condition_dropout_replaces_labels_with_null_only_in_training():
+    model = MusicTransformer(tiny(condition_dropout=0.5))
+    labels = torch.ones(4000, 2, dtype=torch.long)
+    dropped = model.drop_conditions(labels)
+    assert 0.45 < (dropped == 0).float().mean().item() < 0.55
+    assert torch.equal(model.eval().drop_conditions(labels), labels)
+
+
+def test_tied_embeddings_share_the_token_table():
+    model = MusicTransformer(tiny(tie_embeddings=True))
+    assert len(model.heads) == 0
+    x = torch.randint(0, 24, (1, 6))
+    model(x).sum().backward()
+    assert model.token_embeddings[0].weight.grad is not None
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny(embed_dim=32, num_heads=2, max_relative_position=32, condition_dropout=0.0))
+    tokens = torch.randint(3, 24, (4, 1, 33))
+    conditions = torch.tensor([[1, 1], [2, 3], [0, 2], [1, 0]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        logits = model(tokens[:, :, :-1], conditions)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 2), tokens[:, :, 1:].flatten())
+        if loss.item() < 0.1:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1
+
+
+def test_mismatched_streams_or_conditions_are_clear_errors():
+    model = MusicTransformer(tiny(num_streams=2))
+    with pytest.raises(ValueError, match="2 token streams"):
+        model(torch.zeros(1, 3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="conditions"):
+        model(torch.zeros(1, 2, 4, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="divisible"):
+        tiny(embed_dim=10, num_heads=3)
+
+
+def test_flops_per_token_counts_weights_and_attention():
+    model = MusicTransformer(tiny(condition_sizes=()))
+    weights = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    assert model.flops_per_token(100) == 6 * weights + 3 * 2 * 3 * 2 * 100 * 16
