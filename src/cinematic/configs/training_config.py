@@ -107,6 +107,33 @@ class LoggingConfig(StrictModel):
     """null: a progress bar on a terminal, plain lines otherwise."""
 
 
+class CleaningConfig(StrictModel):
+    """Thresholds of `cinematic data clean` (see docs/data.md for the reason codes)."""
+
+    min_duration: float = Field(0.5, gt=0)
+    """Audio shorter than this (seconds) is rejected as `too_short`."""
+    max_duration_voice: float = Field(30.0, gt=0)
+    """Utterances longer than this are rejected as `too_long` (long clips hurt alignment and batching)."""
+    max_duration_music: float = Field(900.0, gt=0)
+    silence_dbfs: float = Field(-50.0, le=0)
+    """A file whose peak stays below this level (dBFS) is `silent`."""
+    clip_fraction: float = Field(0.001, gt=0, lt=1)
+    """Share of samples at full scale (|x| ≥ 0.999) above which a file is `clipped`."""
+    dc_offset: float = Field(0.01, gt=0)
+    """|mean| above this is a `dc_offset` (removed in the cleaned copy)."""
+    target_lufs_voice: float = -23.0
+    """Loudness the cleaned voice copy is normalized to (EBU R 128)."""
+    target_lufs_music: float = -14.0
+    """Loudness the cleaned music copy is normalized to (streaming level)."""
+    loudness_tolerance: float = Field(2.0, ge=0)
+    """Files within this many LU of the target are left as they are."""
+    near_duplicate_ber: float = Field(0.15, ge=0, le=0.5)
+    """Two clips of about the same length whose audio fingerprints differ in fewer than this share of
+    bits are near duplicates (Haitsma & Kalker 2002 fingerprints; unrelated audio gives ~0.5)."""
+    music_max_channels: int = Field(2, ge=1)
+    """Music with more channels is mixed down to this many; voice is always mixed to mono."""
+
+
 class DataConfig(StrictModel):
     """Where data comes from and how it is cut. Model-specific audio settings live in the model sections."""
 
@@ -128,3 +155,5 @@ class DataConfig(StrictModel):
     """Metadata attributes to balance when sampling (e.g. [emotion, language]); empty: natural."""
     balance_alpha: float = Field(1.0, ge=0, le=1)
     """Sampling temperature: 1 natural frequencies, 0 uniform per group."""
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    """Thresholds and targets of `cinematic data clean`."""
