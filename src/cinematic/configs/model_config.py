@@ -173,12 +173,23 @@ class VocoderConfig(StrictModel):
     resblock_kernel_sizes: list[int] | None = None
     resblock_dilation_sizes: list[list[int]] | None = None
     mpd_periods: list[int] = Field(default_factory=lambda: [2, 3, 5, 7, 11])
+    discriminator_width: float = Field(1.0, gt=0, le=4)
+    """Channel multiplier of the MPD and MSD (1 = the paper's 32…1024 channels; the tiny preset shrinks it)."""
     segment_size: int = Field(8192, ge=256)
     """Training segment length in samples (a multiple of the hop)."""
     lambda_mel: float = 45.0
+    """Weight of the mel L1 loss (computed on a full-band mel: fmax = Nyquist)."""
     lambda_fm: float = 2.0
+    """Weight of the feature-matching loss."""
+    mel_dir: str | None = None
+    """Fine-tuning on acoustic-model mels: folder of ground-truth-aligned `<relative wav path>.npy` mels
+    (n_mels, frames), frames = samples // hop of the WAV of the same relative path under data_dir.
+    null: input mels are computed from the audio."""
+    init_from: str | None = None
+    """Checkpoint whose generator and discriminator weights start a new run (fine-tuning, e.g. with
+    `mel_dir`); its MelConfig must match. null: random initialization."""
     audio: MelConfig | None = None
-    """null: the speech vocoder uses voice_model.audio, the music vocoder music_model.audio."""
+    """null: the speech vocoder uses voice_model.audio; the music vocoder always uses music_model.audio."""
     training: TrainingOverrides = Field(default_factory=_vocoder_training)
 
     @field_validator("training", mode="before")

@@ -1,0 +1,229 @@
+"""Mel → waveform with a trained HiFi-GAN: the `Vocoder` object and `cinematic vocode`.
+
+`Vocoder` is the stable interface the voice model (speech) and the music audio route call::
+
+    from cinematic import load
+    vocoder = load("work_dir/vocoder/checkpoints/best.pth")     # or Vocoder.from_checkpoint(path)
+    vocoder.check_mel_config(my_model_mel_config)               # UserError naming differing fields
+    wav = vocoder.vocode(mel)                                   # (n_mels, T) → (T · hop,) float32 ndarray
+    wav = vocoder.vocode(mel, chunk_frames=200)                 # long inputs: seamless chunks
+    for piece in vocoder.stream(mel, chunk_frames=50): ...      # streaming: audio as it is made
+    wav = vocoder.copy_synthesis("in.wav")                      # analysis mel → resynthesis
+
+Weight norm is folded into the weights once at load time and synthesis runs under `inference_mode`.
+Chunked synthesis gives each chunk `context_frames` of mel on both sides (the generator's receptive
+field, a safe bound) and keeps only the centre, so the joined chunks equal one-shot synthesis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cinematic.configs.model_config import MelConfig
+from cinematic.errors import UserError
+from cinematic.models.hifigan import Generator, GeneratorConfig
+
+log = logging.getLogger(__name__)
+
+VOCODER_TASKS = ("vocoder", "vocoder_music")
+SILENCE = float(np.log(1e-5))
+"""Log-mel value of digital silence (the mel front end's floor); used to pad batches."""
+
+
+class Vocoder:
+    """A trained HiFi-GAN generator plus the `MelConfig` it was trained on."""
+
+    def __init__(self, generator: Generator, mel_config: MelConfig, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.mel_config = mel_config
+        self.generator = generator.remove_weight_norm().eval().to(self.device)
+        for p in self.generator.parameters():
+            p.requires_grad_(False)
+        if generator.hop_length != mel_config.hop_length:
+            raise UserError(
+                f"vocoder generator upsamples by {generator.hop_length}, mel hop is {mel_config.hop_length}"
+            )
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu", use_ema: bool = True
+    ) -> Vocoder:
+        """Load a `vocoder` / `vocoder_music` checkpoint (a path or an already-read dict)."""
+        from cinematic.api import read_checkpoint
+
+        ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+        if ckpt.get("task") not in VOCODER_TASKS:
+            raise UserError(f"{ckpt.get('task')!r} checkpoint given where a vocoder checkpoint is needed")
+        state = ckpt["task_state"]
+        gen = dict(state["generator_config"])
+        gen_cfg = GeneratorConfig(
+            **{**gen, "resblock_dilation_sizes": tuple(tuple(d) for d in gen["resblock_dilation_sizes"]),
+               **{k: tuple(gen[k]) for k in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes")}}
+        )  # fmt: skip
+        weights = (ckpt.get("ema") or {}).get("generator") if use_ema else None
+        generator = Generator(gen_cfg)
+        generator.load_state_dict(weights or ckpt["model"]["generator"])
+        return cls(generator, MelConfig.model_validate(state["mel_config"]), device)
+
+    # -------------------------------------------------------------------------------------- properties
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel_config.hop_length
+
+    @property
+    def n_mels(self) -> int:
+        return self.mel_config.n_mels
+
+    @property
+    def context_frames(self) -> int:
+        """Mel frames of context each chunk gets on both sides in chunked synthesis."""
+        return self.generator.context_frames()
+
+    def check_mel_config(self, other: MelConfig, what: str = "the given mels") -> None:
+        """Raise `UserError` naming every field where `other` differs from the vocoder's MelConfig."""
+        differences = self.mel_config.differences(other)
+        if differences:
+            raise UserError(
+                f"this vocoder was trained on another mel front end than {what} ("
+                + "; ".join(f"vocoder {d}" for d in differences)
+                + "). Train or pick a vocoder with the same MelConfig."
+            )
+
+    # -------------------------------------------------------------------------------------- synthesis
+
+    def _as_batch(self, mel: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+        mel = torch.as_tensor(np.asarray(mel) if not isinstance(mel, torch.Tensor) else mel)
+        single = mel.dim() == 2
+        if single:
+            mel = mel.unsqueeze(0)
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise UserError(
+                f"mel must be (n_mels={self.n_mels}, frames) or (batch, {self.n_mels}, frames), got {tuple(mel.shape)}"
+            )
+        if mel.shape[-1] == 0:
+            raise UserError("mel has no frames")
+        if not torch.isfinite(mel).all():
+            raise UserError("mel contains NaN or infinite values")
+        return mel.to(self.device, torch.float32), single
+
+    def stream(self, mel: torch.Tensor | np.ndarray, chunk_frames: int = 64) -> Iterator[np.ndarray]:
+        """Yield the waveform chunk by chunk: (chunk_frames · hop,) pieces, or (B, ·) for a batch.
+
+        Each chunk is synthesized from its frames plus `context_frames` on both sides and cut back to
+        its own span, so concatenating the pieces gives `vocode(mel)` without seams."""
+        if chunk_frames < 1:
+            raise UserError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        batch, single = self._as_batch(mel)
+        total, ctx, hop = batch.shape[-1], self.context_frames, self.hop_length
+        with torch.inference_mode():
+            for start in range(0, total, chunk_frames):
+                stop = min(total, start + chunk_frames)
+                lo, hi = max(0, start - ctx), min(total, stop + ctx)
+                audio = self.generator(batch[..., lo:hi])[:, 0, (start - lo) * hop : (stop - lo) * hop]
+                audio = audio.float().cpu().numpy()
+                yield audio[0] if single else audio
+
+    def vocode(self, mel: torch.Tensor | np.ndarray, chunk_frames: int | None = None) -> np.ndarray:
+        """Log-mel (n_mels, T) or (B, n_mels, T) → float32 waveform (T · hop,) or (B, T · hop) in [-1, 1].
+
+        `chunk_frames`: synthesize in chunks of this many frames (bounded memory for long inputs; the
+        result equals one-shot synthesis up to float rounding). None: one pass."""
+        batch, single = self._as_batch(mel)
+        if chunk_frames is not None and chunk_frames < batch.shape[-1]:
+            return np.concatenate(list(self.stream(mel, chunk_frames)), axis=-1)
+        with torch.inference_mode():
+            audio = self.generator(batch)[:, 0].float().cpu().numpy()
+        return audio[0] if single else audio
+
+    def vocode_batch(self, mels: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
+        """Mels of different lengths in one pass (padded with silence); each output cut to frames · hop.
+
+        The last `context_frames` of a shorter item may differ slightly from vocoding it alone."""
+        if not mels:
+            return []
+        tensors = [self._as_batch(m)[0][0] for m in mels]
+        longest = max(t.shape[-1] for t in tensors)
+        padded = torch.stack(
+            [torch.nn.functional.pad(t, (0, longest - t.shape[-1]), value=SILENCE) for t in tensors]
+        )
+        audio = self.vocode(padded)
+        return [audio[i, : t.shape[-1] * self.hop_length] for i, t in enumerate(tensors)]
+
+    def mel(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The analysis log-mel of a waveform at the vocoder's rate, with the vocoder's MelConfig."""
+        from cinematic.data.audio import mel_spectrogram
+
+        return mel_spectrogram(torch.as_tensor(np.asarray(wav, dtype=np.float32)), self.mel_config)
+
+    def copy_synthesis(
+        self,
+        wav: str | Path | np.ndarray | torch.Tensor,
+        sample_rate: int | None = None,
+        chunk_frames: int | None = None,
+    ) -> np.ndarray:
+        """Analysis mel of `wav` (a file, or samples at `sample_rate`, default the vocoder's) → resynthesis.
+
+        The user's quick quality check: what the vocoder makes of a mel it can reproduce at best."""
+        from cinematic.data.audio import load_audio, resample
+
+        if isinstance(wav, str | Path):
+            audio, _ = load_audio(wav, self.sample_rate, mono=True)
+        else:
+            audio = np.asarray(wav.detach().cpu() if isinstance(wav, torch.Tensor) else wav, dtype=np.float32)
+            if audio.ndim == 2:
+                audio = audio.mean(axis=0)
+            if sample_rate is not None and sample_rate != self.sample_rate:
+                audio = resample(audio, sample_rate, self.sample_rate)
+        if len(audio) < self.hop_length:
+            raise UserError(
+                f"audio too short for copy-synthesis: {len(audio)} samples < one hop ({self.hop_length})"
+            )
+        return self.vocode(self.mel(audio), chunk_frames=chunk_frames)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def vocode_command(args: argparse.Namespace) -> int:
+    """`cinematic vocode --checkpoint VCKPT (--wav in.wav | --mel mel.npy) --out out.wav`."""
+    from cinematic.data.audio import save_audio
+
+    vocoder = Vocoder.from_checkpoint(args.checkpoint, device=args.device)
+    start = time.perf_counter()
+    if args.wav:
+        audio = vocoder.copy_synthesis(args.wav, chunk_frames=args.chunk_frames)
+    else:
+        path = Path(args.mel)
+        if not path.is_file():
+            raise UserError(f"mel file not found: {path}")
+        try:
+            mel = np.load(path)
+        except Exception as exc:
+            raise UserError(f"{path}: not a readable .npy array ({exc})") from None
+        audio = vocoder.vocode(mel, chunk_frames=args.chunk_frames)
+    elapsed = time.perf_counter() - start
+    if audio.ndim == 2:  # a batch of mels in one .npy: one file each
+        out = Path(args.out)
+        paths = [
+            save_audio(out.with_name(f"{out.stem}_{i}{out.suffix}"), a, vocoder.sample_rate)
+            for i, a in enumerate(audio)
+        ]
+    else:
+        paths = [save_audio(args.out, audio, vocoder.sample_rate)]
+    seconds = audio.shape[-1] * (audio.shape[0] if audio.ndim == 2 else 1) / vocoder.sample_rate
+    print(f"wrote {', '.join(map(str, paths))}: {seconds:.2f} s at {vocoder.sample_rate} Hz "
+          f"({seconds / max(elapsed, 1e-9):.1f}× real time)")  # fmt: skip
+    return 0

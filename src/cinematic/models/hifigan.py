@@ -1,0 +1,439 @@
+"""HiFi-GAN (Kong, Kim & Bae, NeurIPS 2020, arXiv:2010.05646): a GAN vocoder from log-mels to waveforms.
+
+Generator (§2.1, Fig. 1): a 7-tap input convolution, then one stage per upsampling rate — leaky ReLU,
+transposed convolution, and a multi-receptive-field fusion (MRF) block that averages |k_r| residual
+blocks with different kernels and dilations — then leaky ReLU, a 7-tap output convolution and tanh.
+V1/V2 use ResBlock1 (two convolutions per dilation), V3 the lighter ResBlock2 (one per dilation).
+
+Discriminators: the multi-period discriminator (MPD, §2.2) reshapes the waveform into (T/p, p) and
+runs 2-D convolutions over the time axis for each period p ∈ {2, 3, 5, 7, 11}; the multi-scale
+discriminator (MSD, §2.3, from MelGAN) runs 1-D grouped convolutions on the raw, ×2 and ×4 average-
+pooled waveform, with spectral norm on the first scale and weight norm elsewhere.
+
+Losses (§2.4): LSGAN adversarial losses (Eq. 1), feature matching (Eq. 3, L1 between discriminator
+feature maps) and mel-spectrogram L1 (Eq. 2); the generator minimises Eq. 6,
+L_adv(G; D) + λ_fm·L_FM + λ_mel·L_mel with λ_fm = 2 and λ_mel = 45.
+
+Weight norm is used in training and folded into plain weights for inference (`remove_weight_norm`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+from cinematic.configs.model_config import MelConfig, VocoderConfig
+from cinematic.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LRELU_SLOPE = 0.1
+
+# The paper's three generator settings (Table 1 and the authors' config_v{1,2,3}.json).
+PRESETS: dict[str, dict] = {
+    "v1": dict(
+        upsample_rates=[8, 8, 2, 2],
+        upsample_kernel_sizes=[16, 16, 4, 4],
+        upsample_initial_channel=512,
+        resblock="1",
+        resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilation_sizes=[[1, 3, 5]] * 3,
+    ),
+    "v2": dict(
+        upsample_rates=[8, 8, 2, 2],
+        upsample_kernel_sizes=[16, 16, 4, 4],
+        upsample_initial_channel=128,
+        resblock="1",
+        resblock_kernel_sizes=[3, 7, 11],
+        resblock_dilation_sizes=[[1, 3, 5]] * 3,
+    ),
+    "v3": dict(
+        upsample_rates=[8, 8, 4],
+        upsample_kernel_sizes=[16, 16, 8],
+        upsample_initial_channel=256,
+        resblock="2",
+        resblock_kernel_sizes=[3, 5, 7],
+        resblock_dilation_sizes=[[1, 2], [2, 6], [3, 12]],
+    ),
+}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Fully resolved generator hyperparameters (a preset with the user's overrides applied)."""
+
+    n_mels: int
+    upsample_rates: tuple[int, ...]
+    upsample_kernel_sizes: tuple[int, ...]
+    upsample_initial_channel: int
+    resblock: str
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.upsample_rates)
+
+
+def derive_upsample_rates(hop: int, stages: int) -> list[int]:
+    """Split `hop` into `stages` factors as evenly as possible, largest first (e.g. 512, 4 → [8, 4, 4, 4]).
+
+    Used when a preset's rates do not multiply to the mel hop (44.1 kHz music with hop 512, 24 kHz
+    speech with hop 300), so any sample rate works without hand-tuning the generator."""
+    primes, n, p = [], hop, 2
+    while n > 1:
+        while n % p == 0:
+            primes.append(p)
+            n //= p
+        p += 1
+    rates = [1] * stages
+    for factor in sorted(primes, reverse=True):  # largest factor onto the smallest stage so far
+        rates[rates.index(min(rates))] *= factor
+    return sorted(rates, reverse=True)
+
+
+def generator_config(vocoder: VocoderConfig, mel: MelConfig) -> GeneratorConfig:
+    """Fill the preset's values for the keys left null and check them against the mel front end."""
+    preset = PRESETS[vocoder.preset]
+    values = {
+        key: getattr(vocoder, key) if getattr(vocoder, key) is not None else preset[key] for key in preset
+    }
+    rates, kernels = list(values["upsample_rates"]), list(values["upsample_kernel_sizes"])
+    if vocoder.upsample_rates is None and math.prod(rates) != mel.hop_length:
+        derived = derive_upsample_rates(mel.hop_length, len(rates))
+        if vocoder.upsample_kernel_sizes is None:
+            kernels = [2 * u for u in derived]
+        log.info(
+            "vocoder: preset %s upsamples by %d but the mel hop is %d; using upsample_rates=%s "
+            "(set vocoder.upsample_rates to choose)",
+            vocoder.preset,
+            math.prod(rates),
+            mel.hop_length,
+            derived,
+        )
+        rates = derived
+    if math.prod(rates) != mel.hop_length:
+        raise UserError(
+            f"vocoder.upsample_rates {rates} multiply to {math.prod(rates)}, but the mel hop_length is "
+            f"{mel.hop_length}: the generator must upsample each mel frame to exactly one hop of samples"
+        )
+    if len(kernels) != len(rates):
+        raise UserError(f"vocoder.upsample_kernel_sizes {kernels} needs one kernel per upsample rate {rates}")
+    for u, k in zip(rates, kernels):
+        if k < u or (k - u) % 2:
+            raise UserError(
+                f"vocoder.upsample_kernel_sizes: kernel {k} for rate {u} must be >= the rate and differ from it "
+                "by an even number (the paper uses 2 × rate), so the output has exactly frames × hop samples"
+            )
+    if len(values["resblock_kernel_sizes"]) != len(values["resblock_dilation_sizes"]):
+        raise UserError(
+            "vocoder.resblock_kernel_sizes and vocoder.resblock_dilation_sizes need the same length"
+        )
+    channels = values["upsample_initial_channel"]
+    if channels % 2 ** len(rates):
+        raise UserError(
+            f"vocoder.upsample_initial_channel ({channels}) must be divisible by 2^{len(rates)} "
+            "(each upsampling stage halves the channels)"
+        )
+    return GeneratorConfig(
+        n_mels=mel.n_mels,
+        upsample_rates=tuple(rates),
+        upsample_kernel_sizes=tuple(kernels),
+        upsample_initial_channel=channels,
+        resblock=str(values["resblock"]),
+        resblock_kernel_sizes=tuple(values["resblock_kernel_sizes"]),
+        resblock_dilation_sizes=tuple(tuple(d) for d in values["resblock_dilation_sizes"]),
+    )
+
+
+def _same_padding(kernel: int, dilation: int = 1) -> int:
+    return (kernel * dilation - dilation) // 2
+
+
+def _init_weights(module: nn.Module) -> None:
+    # The authors' init: N(0, 0.01) for the generator's convolutions (before weight norm splits them).
+    if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+        module.weight.data.normal_(0.0, 0.01)
+
+
+def _remove_norms(module: nn.Module) -> None:
+    """Fold every weight-norm / spectral-norm parametrization into a plain weight tensor."""
+    for sub in module.modules():
+        if parametrize.is_parametrized(sub, "weight"):
+            parametrize.remove_parametrizations(sub, "weight", leave_parametrized=True)
+
+
+# ----------------------------------------------------------------------------------------------- generator
+
+
+class ResBlock1(nn.Module):
+    """Residual block of V1/V2 (Fig. 1, right): per dilation, lrelu → dilated conv → lrelu → conv, + skip."""
+
+    def __init__(self, channels: int, kernel: int, dilations: Sequence[int]):
+        super().__init__()
+        self.kernel, self.dilations = kernel, tuple(dilations)
+        self.convs1 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, dilation=d, padding=_same_padding(kernel, d))
+            for d in dilations
+        )
+        self.convs2 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, padding=_same_padding(kernel)) for _ in dilations
+        )
+        self.apply(_init_weights)
+        for conv in (*self.convs1, *self.convs2):
+            weight_norm(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        return x
+
+    def radius(self) -> int:
+        """How many samples either side an output sample depends on."""
+        half = (self.kernel - 1) // 2
+        return sum(half * d + half for d in self.dilations)
+
+
+class ResBlock2(nn.Module):
+    """Residual block of V3: per dilation, lrelu → dilated conv, + skip (half the convolutions of ResBlock1)."""
+
+    def __init__(self, channels: int, kernel: int, dilations: Sequence[int]):
+        super().__init__()
+        self.kernel, self.dilations = kernel, tuple(dilations)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel, dilation=d, padding=_same_padding(kernel, d))
+            for d in dilations
+        )
+        self.apply(_init_weights)
+        for conv in self.convs:
+            weight_norm(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+    def radius(self) -> int:
+        return sum((self.kernel - 1) // 2 * d for d in self.dilations)
+
+
+class MRF(nn.Module):
+    """Multi-receptive-field fusion (§2.1): the mean of parallel residual blocks with different kernels."""
+
+    def __init__(
+        self, channels: int, resblock: str, kernels: Sequence[int], dilations: Sequence[Sequence[int]]
+    ):
+        super().__init__()
+        block = ResBlock1 if resblock == "1" else ResBlock2
+        self.blocks = nn.ModuleList(block(channels, k, d) for k, d in zip(kernels, dilations))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.blocks[0](x)
+        for block in self.blocks[1:]:
+            out = out + block(x)
+        return out / len(self.blocks)
+
+    def radius(self) -> int:
+        return max(block.radius() for block in self.blocks)
+
+
+class Generator(nn.Module):
+    """Log-mel (B, n_mels, T) → waveform (B, 1, T · hop) in [-1, 1]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.upsample_initial_channel
+        self.conv_pre = weight_norm(nn.Conv1d(cfg.n_mels, ch, 7, padding=3))
+        self.ups = nn.ModuleList()
+        self.mrfs = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes)):
+            up = nn.ConvTranspose1d(ch // 2**i, ch // 2 ** (i + 1), k, u, padding=(k - u) // 2)
+            _init_weights(up)
+            self.ups.append(weight_norm(up))
+            self.mrfs.append(
+                MRF(ch // 2 ** (i + 1), cfg.resblock, cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes)
+            )
+        self.conv_post = nn.Conv1d(ch // 2 ** len(cfg.upsample_rates), 1, 7, padding=3)
+        _init_weights(self.conv_post)
+        weight_norm(self.conv_post)
+
+    @property
+    def hop_length(self) -> int:
+        return self.cfg.hop_length
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.conv_pre(mel)
+        for up, mrf in zip(self.ups, self.mrfs):
+            x = mrf(up(F.leaky_relu(x, LRELU_SLOPE)))
+        # The authors' code uses the default slope (0.01) here, not 0.1; kept for checkpoint parity.
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+    def remove_weight_norm(self) -> Generator:
+        """Fold weight norm into the weights (inference): same outputs, fewer operations per call."""
+        _remove_norms(self)
+        return self
+
+    def context_frames(self) -> int:
+        """Mel frames either side that can influence an output sample (a safe upper bound).
+
+        Chunked synthesis gives each chunk this much context, so its kept centre equals one-shot output."""
+        radius = 3  # conv_post, in output samples
+        for u, k, mrf in reversed(
+            list(zip(self.cfg.upsample_rates, self.cfg.upsample_kernel_sizes, self.mrfs))
+        ):
+            radius += mrf.radius()
+            radius = math.ceil((radius + k) / u) + 1  # through the transposed convolution, rounded up
+        return radius + 3  # conv_pre
+
+
+# ------------------------------------------------------------------------------------------ discriminators
+
+
+def _scaled(channels: int, width: float, multiple: int = 1) -> int:
+    """Channel count scaled by `width` (tiny test models), kept a positive multiple of the group count."""
+    return max(multiple, round(channels * width / multiple) * multiple)
+
+
+class PeriodDiscriminator(nn.Module):
+    """One MPD sub-discriminator (§2.2): waveform (B, 1, T) → (B, 1, T/p, p), 2-D convs along time."""
+
+    def __init__(self, period: int, width: float = 1.0, kernel: int = 5, stride: int = 3):
+        super().__init__()
+        self.period = period
+        chans = [1] + [_scaled(c, width) for c in (32, 128, 512, 1024, 1024)]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(cin, cout, (kernel, 1), (stride if i < 4 else 1, 1), padding=(2, 0)))
+            for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:]))
+        )
+        self.conv_post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b, c, t = x.shape
+        if t % self.period:  # reflect-pad the end so the length divides by the period
+            x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
+        x = x.view(b, c, -1, self.period)
+        fmaps = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmaps.append(x)
+        x = self.conv_post(x)
+        fmaps.append(x)
+        return x.flatten(1), fmaps
+
+
+class MultiPeriodDiscriminator(nn.Module):
+    """MPD: one `PeriodDiscriminator` per period (the paper: 2, 3, 5, 7, 11, primes to avoid overlap)."""
+
+    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), width: float = 1.0):
+        super().__init__()
+        self.discriminators = nn.ModuleList(PeriodDiscriminator(p, width) for p in periods)
+
+    def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """(B, 1, T) → per sub-discriminator: logits (B, N) and its feature maps (5 convs + output)."""
+        outs = [d(wav) for d in self.discriminators]
+        return [o[0] for o in outs], [o[1] for o in outs]
+
+
+class ScaleDiscriminator(nn.Module):
+    """One MSD sub-discriminator (MelGAN's): strided grouped 1-D convolutions over the waveform."""
+
+    # (out channels, kernel, stride, groups) of the authors' DiscriminatorS
+    LAYERS = ((128, 15, 1, 1), (128, 41, 2, 4), (256, 41, 2, 16), (512, 41, 4, 16),
+              (1024, 41, 4, 16), (1024, 41, 1, 16), (1024, 5, 1, 1))  # fmt: skip
+
+    def __init__(self, use_spectral_norm: bool = False, width: float = 1.0):
+        super().__init__()
+        norm = spectral_norm if use_spectral_norm else weight_norm
+        self.convs = nn.ModuleList()
+        cin = 1
+        for cout, kernel, stride, groups in self.LAYERS:
+            cout = _scaled(cout, width, 16)  # divisible by every group count used (≤ 16)
+            self.convs.append(
+                norm(nn.Conv1d(cin, cout, kernel, stride, groups=groups, padding=(kernel - 1) // 2))
+            )
+            cin = cout
+        self.conv_post = norm(nn.Conv1d(cin, 1, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        fmaps = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            fmaps.append(x)
+        x = self.conv_post(x)
+        fmaps.append(x)
+        return x.flatten(1), fmaps
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """MSD: three `ScaleDiscriminator`s on the raw, ×2 and ×4 average-pooled waveform (§2.3)."""
+
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            [
+                ScaleDiscriminator(use_spectral_norm=True, width=width),
+                ScaleDiscriminator(width=width),
+                ScaleDiscriminator(width=width),
+            ]  # fmt: skip
+        )
+        self.pool = nn.AvgPool1d(4, 2, padding=2)
+
+    def forward(self, wav: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """(B, 1, T) → per scale: logits (B, N) and its feature maps (7 convs + output)."""
+        logits, fmaps = [], []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                wav = self.pool(wav)
+            out, fmap = d(wav)
+            logits.append(out)
+            fmaps.append(fmap)
+        return logits, fmaps
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+
+def discriminator_loss(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """LSGAN discriminator loss (Eq. 1): Σ_k E[(D_k(x) − 1)²] + E[D_k(G(s))²]."""
+    return sum(torch.mean((1 - r) ** 2) + torch.mean(g**2) for r, g in zip(real, fake))
+
+
+def generator_adversarial_loss(fake: Sequence[torch.Tensor]) -> torch.Tensor:
+    """LSGAN generator loss (Eq. 1): Σ_k E[(D_k(G(s)) − 1)²]."""
+    return sum(torch.mean((1 - g) ** 2) for g in fake)
+
+
+def feature_matching_loss(
+    real: Sequence[Sequence[torch.Tensor]], fake: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
+    """Feature matching (Eq. 3): Σ over sub-discriminators and layers of the mean |D^i(x) − D^i(G(s))|.
+
+    Real features are targets only, so they are detached (the generator's gradient is unchanged)."""
+    return sum(torch.mean(torch.abs(r.detach() - g)) for rs, gs in zip(real, fake) for r, g in zip(rs, gs))
+
+
+def discriminate(
+    disc: nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """Run a discriminator once on real and generated audio stacked along the batch (one pass, not two).
+
+    Returns (real logits, fake logits, real feature maps, fake feature maps), one entry per sub-discriminator."""
+    logits, fmaps = disc(torch.cat([real, fake], dim=0))
+    n = real.shape[0]
+    return (
+        [x[:n] for x in logits], [x[n:] for x in logits],
+        [[f[:n] for f in fm] for fm in fmaps], [[f[n:] for f in fm] for fm in fmaps],
+    )  # fmt: skip
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
