@@ -16,8 +16,10 @@ from cinematic.errors import UserError
 TRAINABLE = ["music", "voice", "vocoder", "lyrics"]
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+def _common(parser: argparse.ArgumentParser, root: bool = False) -> None:
+    # A subcommand's own default would overwrite `cinematic --debug CMD`: only the root sets one.
+    default = False if root else argparse.SUPPRESS
+    parser.add_argument("--debug", action="store_true", default=default, help="show full tracebacks")
 
 
 def _config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cinematic",
         description="Train and run the models behind cinematic music and song generation.",
     )
-    _common(parser)
+    _common(parser, root=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_generate(sub)

@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from cinematic.configs.model_config import LyricsModelConfig, MusicModelConfig, VocoderConfig, VoiceModelConfig
+from cinematic.configs.model_config import (
+    LyricsModelConfig,
+    MusicModelConfig,
+    VocoderConfig,
+    VoiceModelConfig,
+)
 from cinematic.configs.training_config import DataConfig, LoggingConfig, StrictModel, TrainingConfig
 from cinematic.errors import UserError
 
@@ -95,6 +100,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `key.path=value` strings; values are parsed as YAML (so 3 is an int, 1e-4 a float)."""
+    _drop_batch_size_alias(raw, overrides)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -109,6 +115,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         node[parts[-1]] = value
     return raw
+
+
+def _drop_batch_size_alias(raw: dict[str, Any], overrides: list[str]) -> None:
+    """`--set training.batch_size=16` on a file (or checkpoint) that writes `data.batch_size: 8` replaces
+    the batch size rather than conflicting with it: the file's spelling of it is dropped."""
+    keys = {item.partition("=")[0].strip() for item in overrides}
+    for given, other in (("training.batch_size", "data.batch_size"), ("data.batch_size", "training.batch_size")):
+        section, _, key = other.partition(".")
+        if given in keys and other not in keys and isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
 
 
 def _parse_scalar(text: str) -> Any:
@@ -177,7 +193,7 @@ def _field_loc(loc: tuple) -> tuple:
             kept.append(part)
             continue
         if model is None or part not in model.model_fields:
-            if model is not None and not kept[-1:] == [part]:
+            if model is not None and kept[-1:] != [part]:
                 kept.append(part)  # an unknown key: keep it so the message names it
             break
         kept.append(part)
