@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +16,23 @@ if str(HERE) not in sys.path:
 import toy_tasks  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _toy_tasks_registered(monkeypatch):
+@contextlib.contextmanager
+def toy_tasks_registered() -> Iterator[None]:
+    """The toy tasks known to `get_task` and `Config.training_for` for the duration of the block."""
     from cinematic.configs.loading import TASK_SECTIONS
     from cinematic.tasks import TASKS
 
-    for name, spec in toy_tasks.TOY_TASKS.items():
-        monkeypatch.setitem(TASKS, name, spec)
-        monkeypatch.setitem(TASK_SECTIONS, name, toy_tasks.SECTIONS[name])
+    with pytest.MonkeyPatch.context() as mp:
+        for name, spec in toy_tasks.TOY_TASKS.items():
+            mp.setitem(TASKS, name, spec)
+            mp.setitem(TASK_SECTIONS, name, toy_tasks.SECTIONS[name])
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _toy_tasks_registered():
+    with toy_tasks_registered():
+        yield
 
 
 def toy_overrides(work_dir: Path, **training) -> list[str]:

@@ -7,7 +7,8 @@ Also an entry point for the subprocess tests (SIGKILL resume, torchrun DDP/FSDP)
 
 Test hooks through the environment (they reach subprocesses too): TOY_NAN_AT="3,4" makes the loss of
 those training steps NaN; TOY_KILL_AT=9 makes the process SIGKILL itself when step 9 starts, i.e. right
-after the step-8 checkpoint was written.
+after the step-8 checkpoint was written; TOY_NOISE=0 turns off the input noise (drawn from the global
+RNG, so it differs between ranks); TOY_SIZE sets the training-set size (default 24).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class ToyRegression:
     ) -> StepOutput:
         self.calls += 1
         # Dropout-like noise from the global RNG: exact resume must restore it.
-        noise = 0.01 * torch.randn_like(batch["x"])
+        noise = float(os.environ.get("TOY_NOISE", "0.01")) * torch.randn_like(batch["x"])
         pred = models["net"](batch["x"] + noise)
         loss = torch.nn.functional.mse_loss(pred, batch["y"])
         if _step_hooks(self.calls):
@@ -203,6 +204,9 @@ def _main() -> int:
     args = parser.parse_args()
     register()
     configure_logging()
+    if args.mode == "run":
+        torch.set_num_threads(2)  # as in the test process, so the arithmetic is the same
+        _kill_on_replace(int(os.environ.get("TOY_KILL_ON_REPLACE", "0")))
     try:
         if args.mode == "run":
             run_training(
@@ -214,6 +218,25 @@ def _main() -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _kill_on_replace(count: int) -> None:
+    """SIGKILL this process at the `count`-th rename onto a .pth file: a save killed after its
+    temporary file was written but before it replaced the target (0: never)."""
+    if count <= 0:
+        return
+    from cinematic.training import checkpointing
+
+    calls = [0]
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        calls[0] += str(dst).endswith(".pth")
+        if calls[0] == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_replace(src, dst)
+
+    checkpointing.os.replace = replace  # type: ignore[attr-defined]
 
 
 def _distributed(args: argparse.Namespace) -> None:
@@ -236,9 +259,15 @@ def _distributed(args: argparse.Namespace) -> None:
     for name, sets in runs.items():
         weights = _train(args.task, load_config(args.config, [*args.set, *sets]), data_dir)
         torch.save(weights, out / f"{name}_rank{rank}.pt")
-    resumed = [*args.set, *runs["fsdp"], "training.run_name=fsdp_resumed"]
-    _train(args.task, load_config(args.config, [*resumed, f"training.max_steps={steps // 2}"]), data_dir)
-    weights = _train(args.task, load_config(args.config, resumed), data_dir, resume="auto")
+    # Resume FSDP from the straight run's mid-run checkpoint into a new run folder.
+    middle = (
+        Path(load_config(args.config, args.set).training.work_dir)
+        / "fsdp"
+        / "checkpoints"
+        / f"step_{steps // 2}.pth"
+    )
+    resumed = load_config(args.config, [*args.set, *runs["fsdp"], "training.run_name=fsdp_resumed"])
+    weights = _train(args.task, resumed, data_dir, resume=str(middle))
     torch.save(weights, out / f"fsdp_resumed_rank{rank}.pt")
     dist.destroy_process_group()
 

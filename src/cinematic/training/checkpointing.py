@@ -136,21 +136,24 @@ def existing_checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(p for p in ckpt_dir.glob("*.pth") if p.is_file())
 
 
-def resume_candidates(ckpt_dir: Path) -> list[Path]:
-    """Newest first: last.pth (rewritten by every save), then the periodic files by step."""
-    candidates = [ckpt_dir / "last.pth"] if (ckpt_dir / "last.pth").is_file() else []
-    candidates += [path for _, path in reversed(step_files(ckpt_dir))]
-    return candidates
-
-
 def find_resume_checkpoint(ckpt_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable checkpoint for `--resume auto`; unreadable files are reported and skipped."""
-    for path in resume_candidates(ckpt_dir):
+    """The newest readable checkpoint for `--resume auto`: last.pth unless a periodic file holds a later
+    step (a save killed between writing step_<n>.pth and copying it to last.pth). Unreadable files
+    (truncated, corrupt) are reported and skipped."""
+    last_path = ckpt_dir / "last.pth"
+    last: dict[str, Any] | None = None
+    if last_path.is_file():
+        last, problem = try_load(last_path)
+        if last is None:
+            log.warning("--resume auto: skipping %s (%s)", last_path, problem)
+    for step, path in reversed(step_files(ckpt_dir)):
+        if last is not None and int(last["step"]) >= step:
+            break
         checkpoint, problem = try_load(path)
         if checkpoint is not None:
             return path, checkpoint
         log.warning("--resume auto: skipping %s (%s)", path, problem)
-    return None
+    return (last_path, last) if last is not None else None
 
 
 def load_for_resume(path: str | Path) -> dict[str, Any]:

@@ -188,6 +188,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def is_fsdp(model: nn.Module) -> bool:
+    if "torch.distributed.fsdp" not in sys.modules:  # never imported: nothing is sharded (and 1 s saved)
+        return False
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:  # pragma: no cover - torch without FSDP2
