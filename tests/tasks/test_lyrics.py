@@ -1,0 +1,245 @@
+"""The lyrics task end to end: packing, condition dropout, balanced sampling, conditioning that works,
+training through the trainer on the demo songs, exact resume, and `cinematic generate lyrics`."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from cinematic.cli import main
+from cinematic.configs import load_config
+from cinematic.models.lyrics_generator import IGNORE_INDEX
+from cinematic.tasks.base import BuildContext
+from cinematic.tasks.lyrics import LyricsTask
+
+# A synthetic corpus where every (language, emotion) has its own words: what a sample uses tells
+# whether the conditioning worked.
+WORDS = {
+    ("en", "happy"): "sun bright dance smile golden summer",
+    ("en", "sad"): "rain cold alone tears grey winter",
+    ("es", "happy"): "sol baila alegre brilla verano fiesta",
+    ("es", "sad"): "lluvia triste sola lágrimas gris invierno",
+}
+LANGUAGE_WORDS = {
+    lang: {w for (lg, _), ws in WORDS.items() if lg == lang for w in ws.split()} for lang in ("en", "es")
+}
+
+
+def write_corpus(
+    root: Path, songs_per_group: int = 12, extra_en: int = 0, scene_and_genre: bool = True
+) -> Path:
+    rng = random.Random(0)
+    for (language, emotion), words in WORDS.items():
+        folder = root / language
+        folder.mkdir(parents=True, exist_ok=True)
+        count = songs_per_group + (extra_en if language == "en" else 0)
+        for i in range(count):
+            lines = [" ".join(rng.choice(words.split()) for _ in range(4)) for _ in range(4)]
+            (folder / f"{emotion}{i:02d}.txt").write_text("[verse]\n" + "\n".join(lines), encoding="utf-8")
+            labels = (
+                {"emotion": emotion, "genre": "pop", "scene": f"a {emotion} day"}
+                if scene_and_genre
+                else {"emotion": emotion}
+            )
+            (folder / f"{emotion}{i:02d}.json").write_text(json.dumps(labels), encoding="utf-8")
+    return root
+
+
+def small_config(*overrides: str):
+    return load_config(
+        "tiny",
+        [
+            "lyrics_model.max_seq_len=64",
+            "lyrics_model.vocab_size=400",
+            "lyrics_model.dropout=0.0",
+            "lyrics_model.num_heads=4",
+            *overrides,
+        ],
+    )
+
+
+def context(tmp: Path, restored=None) -> BuildContext:
+    return BuildContext(
+        run_dir=tmp / "run", cache_dir=tmp / "cache", device=torch.device("cpu"), restored_state=restored
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("lyrics_corpus"))
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def test_blocks_keep_one_language_and_train_only_on_song_text(corpus, tmp_path):
+    task = LyricsTask()
+    built = task.build(small_config("lyrics_model.condition_dropout=0.0"), corpus, context(tmp_path))
+    tok = task.tokenizer
+    language_ids = set(tok.label_ids["language"].values())
+    for index in range(len(built.train_set)):
+        item = built.train_set[index]
+        idx, targets, docs = item["idx"], item["targets"], item["doc_ids"]
+        assert len({int(t) for t in idx if int(t) in language_ids}) == 1  # one language per block
+        starts = [0] + [t for t in range(1, len(docs)) if docs[t] != docs[t - 1]]
+        for start in starts:  # every song opens with its full prefix: <bos> <lang> <emotion> <genre> <scene>
+            assert idx[start] == tok.bos_id and int(idx[start + 1]) in language_ids
+            assert idx[start + 4] == tok.scene_start_id
+            assert (targets[start : start + 4] == IGNORE_INDEX).all()  # conditions are not predicted
+        boundaries = [s - 1 for s in starts[1:]]
+        assert all(targets[b] == IGNORE_INDEX for b in boundaries)  # no target across songs
+        text = targets[targets != IGNORE_INDEX]
+        assert not any(int(t) in tok.control_ids for t in text)
+    assert tok.eos_id in torch.cat([built.train_set[i]["targets"] for i in range(len(built.train_set))])
+
+
+def test_condition_dropout_depends_only_on_seed_epoch_and_item(corpus, tmp_path):
+    task = LyricsTask()
+    built = task.build(small_config("lyrics_model.condition_dropout=0.5"), corpus, context(tmp_path))
+    data = built.train_set
+    first = [data[i]["idx"] for i in range(len(data))]
+    assert all(torch.equal(a, data[i]["idx"]) for i, a in enumerate(first))  # same (epoch, item): same draw
+    data.set_epoch(1)
+    assert any(not torch.equal(a, data[i]["idx"]) for i, a in enumerate(first))  # next epoch: new draws
+    kept = torch.cat([data[i]["idx"] for i in range(len(data))])
+    lang_ids = list(task.tokenizer.label_ids["language"].values())
+    assert 0 < int(torch.isin(kept, torch.tensor(lang_ids)).sum()) < len(data) * 3  # some dropped, some kept
+
+
+def test_language_balanced_weights_bring_the_rare_language_up(tmp_path):
+    root = write_corpus(tmp_path / "data", songs_per_group=4, extra_en=20)
+    task = LyricsTask()
+    built = task.build(small_config("lyrics_model.balance_alpha=0.0"), root, context(tmp_path))
+    es = task.tokenizer.label_ids["language"]["es"]
+    is_es = torch.tensor([lang == es for lang in built.train_set.languages])
+    natural = float(is_es.float().mean())
+    weighted = float(torch.tensor(built.sample_weights)[is_es].sum() / sum(built.sample_weights))
+    assert natural < 0.3 and weighted == pytest.approx(0.5)  # alpha 0: every language equally often
+
+
+# ----------------------------------------------------------------------------------- conditioning
+
+
+def test_samples_use_the_requested_languages_words(tmp_path):
+    """A tiny model trained briefly (100 steps) on a corpus where each (language, emotion) has its own
+    words writes in the language it is asked for in at least 90 % of draws, mostly in the emotion's words."""
+    from cinematic.generation.lyrics import LyricsGenerator
+
+    root = write_corpus(tmp_path / "data", scene_and_genre=False)  # prefix: <bos> <lang> <emotion>
+    task = LyricsTask()
+    torch.manual_seed(0)
+    built = task.build(small_config(), root, context(tmp_path))
+    model = built.models["lyrics"]
+    sampler = WeightedRandomSampler(built.sample_weights, 8 * 100, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for batch in DataLoader(built.train_set, batch_size=8, sampler=sampler, collate_fn=built.collate_fn):
+        loss = task.training_step(built.models, batch, "main", {}).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    generator = LyricsGenerator(model.eval(), task.tokenizer)
+    for language, emotion in (("es", "sad"), ("en", "happy")):
+        draws = generator.generate(
+            language=language, emotion=emotion, num_samples=20, max_new_tokens=20, temperature=0.8, seed=1
+        )
+        words = [re.findall(r"\w+", draw.replace("[verse]", "")) for draw in draws]
+        share = [sum(w in LANGUAGE_WORDS[language] for w in ws) / max(1, len(ws)) for ws in words]
+        assert sum(s >= 0.75 for s in share) >= 18, draws
+        emotion_words = set(WORDS[(language, emotion)].split())
+        assert sum(sum(w in emotion_words for w in ws) / max(1, len(ws)) for ws in words) / len(words) > 0.6
+
+
+# ------------------------------------------------------------------------- trainer, checkpoint, CLI
+
+
+@pytest.fixture(scope="module")
+def demo_lyrics(tmp_path_factory) -> Path:
+    """The lyrics part of `cinematic data demo` (the same songs, without rendering music and speech)."""
+    from cinematic.data.demo import lyric_songs
+
+    root = tmp_path_factory.mktemp("demo") / "lyrics"
+    for language, stem, text, labels in lyric_songs(seed=0):
+        (root / language).mkdir(parents=True, exist_ok=True)
+        (root / language / f"{stem}.txt").write_text(text, encoding="utf-8")
+        (root / language / f"{stem}.json").write_text(json.dumps(labels), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(demo_lyrics, tmp_path_factory) -> Path:
+    """`cinematic train lyrics --config tiny` on the demo songs, a few steps; its last checkpoint."""
+    work = tmp_path_factory.mktemp("lyrics_run")
+    code = main(
+        ["train", "lyrics", "--config", "tiny", "--data_dir", str(demo_lyrics), "--work_dir", str(work),
+         "--set", "training.max_steps=6", "--set", "training.validate_every_steps=100"]
+    )  # fmt: skip
+    assert code == 0
+    return work / "lyrics" / "checkpoints" / "last.pth"
+
+
+def test_checkpoint_alone_generates_and_the_same_seed_repeats(trained, tmp_path, capsys):
+    args = ["generate", "lyrics", "--checkpoint", str(trained), "--language", "es", "--emotion", "sad",
+            "--genre", "ballad", "--scene", "una tormenta en el puerto", "--structure", "verse,chorus",
+            "--max_new_tokens", "40", "--seed", "7"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a.txt")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.txt")]) == 0
+    assert main([*args[:-1], "8", "--out", str(tmp_path / "c.txt")]) == 0
+    a, b, c = ((tmp_path / f"{n}.txt").read_text(encoding="utf-8") for n in "abc")
+    assert a == b and a != c
+    assert a.startswith("[verse]\n") and "\n[chorus]\n" in a
+
+
+def test_python_api_returns_text_or_a_list(trained):
+    import cinematic
+
+    lyrics = cinematic.load(trained)
+    assert set(lyrics.labels["language"]) == {"en", "es", "fr", "de"}
+    one = lyrics.generate(language="fr", max_new_tokens=12, seed=0)
+    many = lyrics.generate(language="fr", max_new_tokens=12, seed=0, num_samples=3, guidance=2.0)
+    assert isinstance(one, str) and isinstance(many, list) and len(many) == 3
+
+
+@pytest.mark.parametrize("flag", ["--language", "--emotion", "--genre"])
+def test_unknown_label_exits_2_listing_the_checkpoints_values(trained, tmp_path, capsys, flag):
+    args = [
+        "generate",
+        "lyrics",
+        "--checkpoint",
+        str(trained),
+        "--language",
+        "es",
+        "--out",
+        str(tmp_path / "x.txt"),
+    ]
+    args += [flag, "klingon"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    known = {"--language": "de, en, es, fr", "--emotion": "sad", "--genre": "ballad"}[flag]
+    assert "klingon" in err and known in err
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_resume_is_exact_and_keeps_the_checkpoints_vocabulary(corpus, tmp_path):
+    from cinematic.api import read_checkpoint
+    from cinematic.training.trainer import run_training
+
+    def run(work: Path, steps: int, resume: str | None = None):
+        cfg = small_config(f"training.max_steps={steps}", "training.validate_every_steps=100",
+                           "training.checkpoint_every_steps=3", "lyrics_model.condition_dropout=0.5")  # fmt: skip
+        cfg.training.work_dir = str(work)
+        return run_training("lyrics", cfg, corpus, resume=resume)
+
+    straight = read_checkpoint(run(tmp_path / "a", 6).last_checkpoint)
+    run(tmp_path / "b", 3)
+    first = read_checkpoint(tmp_path / "b" / "lyrics" / "checkpoints" / "last.pth")
+    resumed = read_checkpoint(run(tmp_path / "b", 6, resume="auto").last_checkpoint)
+    assert resumed["step"] == 6
+    assert resumed["task_state"]["tokenizer"] == first["task_state"]["tokenizer"]
+    for name, tensor in straight["model"]["lyrics"].items():
+        assert torch.equal(tensor, resumed["model"]["lyrics"][name]), name
