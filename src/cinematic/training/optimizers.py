@@ -9,11 +9,12 @@ Every schedule is a multiplier of `training.learning_rate` as a function of `t`,
 of the optimizer step about to be taken (so the very first step already has a non-zero rate), with
 W = `warmup_steps`, T = total optimizer steps, r = `min_lr_ratio`:
 
-- `cosine_warmup`: t/W during warmup, then r + (1 - r) · ½(1 + cos(π·p)), p = (t - W)/(T - W)
-- `linear_warmup`: t/W during warmup, then r + (1 - r) · (1 - p)
+- `cosine_warmup`: t/W for t ≤ W, then r + (1 - r) · ½(1 + cos(π·p)), p = (t - 1 - W)/(T - W), so the
+  decay starts at the peak right after warmup and the last step (t = T) still learns (p < 1)
+- `linear_warmup`: t/W for t ≤ W, then r + (1 - r) · (1 - p)
 - `inverse_sqrt` (Noam, Vaswani et al. 2017 eq. 3, normalised to peak 1 at t = W): min(t/W, √(W/t))
 - `exponential` (HiFi-GAN): `lr_decay` ** epoch, one decay per finished epoch, no warmup
-- `constant`: t/W during warmup, then 1
+- `constant`: t/W for t ≤ W, then 1
 """
 
 from __future__ import annotations
@@ -68,12 +69,12 @@ def lr_multiplier(step: int, tcfg: TrainingConfig, total_steps: int, steps_per_e
         if warmup == 0:
             return 1.0 / math.sqrt(t)
         return min(t / warmup, math.sqrt(warmup / t))
-    if warmup > 0 and t < warmup:
+    if warmup > 0 and t <= warmup:
         return t / warmup
     if kind == "constant":
         return 1.0
     span = max(1, total_steps - warmup)
-    progress = min(1.0, max(0.0, (t - warmup) / span))
+    progress = min(1.0, max(0.0, (t - 1 - warmup) / span))
     ratio = tcfg.min_lr_ratio
     if kind == "cosine_warmup":
         return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -24,6 +24,7 @@ import math
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -696,7 +697,12 @@ class Trainer:
             ps.scaler.update()
         else:
             ps.optimizer.step()
-        ps.scheduler.step()
+        with warnings.catch_warnings():
+            # A skipped update (NaN guard, fp16 scaler) still advances the schedule: the step is spent.
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
+            ps.scheduler.step()
         if ps is self.phase_states[0]:
             window["items"] += items
             window["steps"] += 1
