@@ -128,3 +128,13 @@ def test_data_demo_refuses_a_folder_with_other_files(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     assert main(["data", "demo", str(tmp_path)]) == 2
     assert "not made by `cinematic data demo`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["music", "voice", "vocoder", "lyrics"])
+def test_empty_data_dir_exits_2_with_a_message(task, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", task, "--config", "tiny", "--data_dir", str(empty), "--work_dir", str(tmp_path / "wd")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and str(empty) in err and "Traceback" not in err
