@@ -1,0 +1,541 @@
+"""Speech from a voice checkpoint: synthesis (seen speaker or zero-shot from a reference clip), adaptation to a
+new voice (`cinematic clone`) and objective evaluation (`cinematic evaluate voice`).
+
+    voice = cinematic.load("work_dir/voice/checkpoints/best.pth", vocoder="work_dir/vocoder/checkpoints/best.pth")
+    wav = voice.synthesize("Bonjour à tous.", language="fr", reference="me.wav")   # float32 at voice.sample_rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cinematic.configs import config_from_dict
+from cinematic.configs.model_config import MelConfig
+from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
+from cinematic.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _vocoder_from(spec: Any, device: str | torch.device) -> Any:
+    """A vocoder object (`.mel_config`, `.check_mel_config`, `.vocode`) from a checkpoint path or an object."""
+    if spec is None or hasattr(spec, "vocode"):
+        return spec
+    from cinematic.api import load
+
+    return load(spec, device=device)
+
+
+class VoiceSynthesizer:
+    """What `cinematic.load` returns for a voice checkpoint."""
+
+    def __init__(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", vocoder: Any = None):
+        from cinematic.tasks.voice import build_model
+        from cinematic.training.checkpointing import model_state_dict
+
+        self.checkpoint = checkpoint
+        self.config = config_from_dict(checkpoint["config"], source="checkpoint config")
+        self.vcfg = self.config.voice_model
+        self.state = checkpoint["task_state"]
+        self.device = torch.device(device)
+        self.model = build_model(self.vcfg, self.state)
+        self.model.load_state_dict(model_state_dict(checkpoint, "acoustic"))
+        self.model.to(self.device).eval()
+        self.front = TextFrontEnd(self.state["front_end"])
+        if self.front.mode != self.state["front_end"]:
+            log.warning(
+                "this model was trained on %s but espeak-ng is missing here: its speech will be garbled",
+                self.state["front_end"],
+            )
+        self.table = SymbolTable.from_state(self.state["symbols"])
+        self._vocoder_spec = vocoder if vocoder is not None else self.state.get("vocoder_checkpoint")
+        self._vocoder: Any = None
+
+    # ------------------------------------------------------------------------------------------ properties
+
+    @property
+    def mel_config(self) -> MelConfig:
+        return self.vcfg.audio
+
+    @property
+    def sample_rate(self) -> int:
+        return self.vcfg.audio.sample_rate
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self.state["speakers"])
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.state["languages"])
+
+    @property
+    def vocoder(self) -> Any:
+        if self._vocoder is None:
+            spec = self._vocoder_spec
+            if spec is None:
+                raise UserError(
+                    "no vocoder: pass --vocoder VCKPT (a checkpoint of `cinematic train vocoder` at the "
+                    "voice model's mel settings); this voice checkpoint does not record one"
+                )
+            if isinstance(spec, (str, Path)) and not Path(spec).is_file():
+                raise UserError(f"vocoder checkpoint not found: {spec} (pass --vocoder VCKPT)")
+            vocoder = _vocoder_from(spec, self.device)
+            vocoder.check_mel_config(self.mel_config)
+            self._vocoder = vocoder
+        return self._vocoder
+
+    # ------------------------------------------------------------------------------------------ conditioning
+
+    def _speaker_row(self, speaker: str) -> int:
+        if speaker not in self.state["speakers"]:
+            known = ", ".join(self.state["speakers"]) or "none"
+            raise UserError(
+                f"unknown speaker {speaker!r}; this model knows: {known} "
+                "(or clone a new voice with --reference ref.wav)"
+            )
+        return self.state["speakers"].index(speaker) + 1
+
+    def reference_dvector(
+        self, reference: str | Path | np.ndarray, sample_rate: int | None = None
+    ) -> np.ndarray:
+        """The d-vector of a reference clip (a file, or samples at `sample_rate`, default the model's)."""
+        from cinematic.data.audio import load_audio
+        from cinematic.models.speaker_encoder import SpeakerEncoder
+
+        if isinstance(reference, (str, Path)):
+            wav, sr = load_audio(reference)
+        else:
+            wav, sr = np.asarray(reference, dtype=np.float32), sample_rate or self.sample_rate
+        if not np.any(wav):
+            raise UserError(
+                f"reference clip {reference if isinstance(reference, (str, Path)) else ''} is silent"
+            )
+        return SpeakerEncoder().embed(wav, sr)
+
+    def conditioning(
+        self, speaker: str | None = None, reference: Any = None
+    ) -> tuple[int, np.ndarray | None]:
+        """(speaker-table row, d-vector): a seen speaker uses its row and mean d-vector; a reference clip
+        uses row 0 ("no table entry", as in training's table dropout) and the clip's d-vector."""
+        if (speaker is None) == (reference is None):
+            raise UserError("give exactly one of speaker=NAME or reference=clip")
+        if speaker is not None:
+            vector = self.state.get("speaker_dvectors", {}).get(speaker)
+            row = self._speaker_row(speaker)
+            return row, (vector.numpy() if isinstance(vector, torch.Tensor) else vector)
+        if not self.vcfg.speaker_encoder:
+            raise UserError(
+                "this model was trained without a speaker encoder (voice_model.speaker_encoder: "
+                "false), so it cannot clone from a reference; use --speaker or `cinematic clone`"
+            )
+        return 0, self.reference_dvector(reference)
+
+    def tokens(self, text: str, language: str) -> torch.Tensor:
+        if language not in self.state["languages"]:
+            raise UserError(
+                f"unknown language {language!r}; this model knows: {', '.join(self.state['languages'])}"
+            )
+        if language not in self.state.get("trained_languages", self.state["languages"]):
+            log.warning("language %r had no training data: expect an accent", language)
+        ids = self.table.encode(self.front.symbols(text, language), context=f"text {text[:40]!r}")
+        if not ids:
+            raise UserError(f"nothing to say in {text!r} (no symbol of it is known to the model)")
+        return torch.tensor([ids], device=self.device)
+
+    # ------------------------------------------------------------------------------------------ synthesis
+
+    @torch.no_grad()
+    def infer(
+        self,
+        text: str,
+        language: str = "en",
+        speaker: str | None = None,
+        reference: Any = None,
+        speed: float = 1.0,
+        pitch: float = 0.0,
+        energy: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """Acoustic model outputs for one text (mel (1, T, n_mels), durations, F0 per symbol)."""
+        if speed <= 0 or energy <= 0:
+            raise UserError("--speed and --energy must be positive")
+        tokens = self.tokens(text, language)
+        row, dvector = self.conditioning(speaker, reference)
+        dvec = torch.from_numpy(dvector).to(self.device).unsqueeze(0) if dvector is not None else None
+        return self.model.infer(
+            tokens,
+            torch.tensor([row], device=self.device),
+            torch.tensor([self.state["languages"].index(language)], device=self.device),
+            dvec,
+            speed=speed,
+            pitch_shift=pitch,
+            energy_scale=energy,
+        )
+
+    def mel(self, text: str, **kwargs: Any) -> np.ndarray:
+        """Log-mel (n_mels, frames) of `text`; keyword arguments as in `synthesize`."""
+        return self.infer(text, **kwargs)["mel"][0].T.float().cpu().numpy()
+
+    def synthesize(
+        self,
+        text: str,
+        language: str = "en",
+        speaker: str | None = None,
+        reference: Any = None,
+        speed: float = 1.0,
+        pitch: float = 0.0,
+        energy: float = 1.0,
+    ) -> np.ndarray:
+        """Waveform (float32, mono, at `sample_rate`) of `text` spoken by `speaker` or like `reference`.
+        `speed` > 1 speaks faster, `pitch` shifts by semitones, `energy` scales loudness of the prosody."""
+        vocoder = self.vocoder
+        mel = self.mel(
+            text,
+            language=language,
+            speaker=speaker,
+            reference=reference,
+            speed=speed,
+            pitch=pitch,
+            energy=energy,
+        )
+        return np.asarray(vocoder.vocode(mel), dtype=np.float32).reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------- adaptation
+
+
+def _reference_items(
+    reference_dir: Path, front: TextFrontEnd, language: str, mel_cfg: MelConfig
+) -> list[Any]:
+    from cinematic.data.audio import AUDIO_SUFFIXES
+    from cinematic.data.dataset import read_text
+    from cinematic.tasks.voice import VoiceItem
+
+    if not reference_dir.is_dir():
+        raise UserError(f"reference folder not found: {reference_dir}")
+    clips = sorted(p for p in reference_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    pairs = [
+        (clip, read_text(clip.with_suffix(".txt"))) for clip in clips if clip.with_suffix(".txt").is_file()
+    ]
+    pairs = [(clip, text) for clip, text in pairs if text]
+    if not pairs:
+        raise UserError(f"{reference_dir}: no clips with transcripts; put <utt>.wav with <utt>.txt beside it")
+    symbols = front.batch([t for _, t in pairs], [language] * len(pairs))
+    return [
+        VoiceItem(clip, text, reference_dir.name, language, syms)
+        for (clip, text), syms in zip(pairs, symbols, strict=True)
+    ]
+
+
+def adapt(
+    synth: VoiceSynthesizer,
+    reference_dir: str | Path,
+    speaker_name: str | None = None,
+    steps: int = 200,
+    full: bool = False,
+    language: str | None = None,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fine-tune a voice model on a few minutes of a new voice; returns the new checkpoint (a dict).
+
+    By default only the speaker table and the decoder's speaker-conditional layer norms move (AdaSpeech);
+    `full=True` tunes every weight. The new speaker's row starts from the zero-shot row, so training
+    begins at the zero-shot clone and improves on it."""
+    from cinematic.data.dataset import read_json_labels
+    from cinematic.tasks.voice import FeatureCache, VoiceDataset, collate
+
+    reference_dir = Path(reference_dir)
+    name = speaker_name or reference_dir.name
+    state = {
+        k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+        for k, v in synth.state.items()
+    }
+    if name in state["speakers"]:
+        raise UserError(f"speaker {name!r} is already in the model; choose another --speaker_name")
+    if len(state["speakers"]) >= synth.vcfg.num_speakers:
+        raise UserError(
+            f"the model's speaker table is full ({synth.vcfg.num_speakers}); train with a larger "
+            "voice_model.num_speakers"
+        )
+    language = (
+        language
+        or read_json_labels(reference_dir / "speaker.json").get("language")
+        or state.get("trained_languages", state["languages"])[0]
+    )
+    items = _reference_items(reference_dir, synth.front, language, synth.mel_config)
+    cache = FeatureCache(None, synth.mel_config, synth.vcfg.speaker_encoder)
+    feats = [cache.get(it.audio_path) for it in items]
+    items = [it for it, f in zip(items, feats, strict=True) if len(f.mel) >= len(it.symbols)]
+    if not items:
+        raise UserError(f"{reference_dir}: every clip is shorter than its transcript needs")
+
+    row = len(state["speakers"]) + 1
+    state["speakers"] = [*state["speakers"], name]
+    vectors = np.stack([cache.get(it.audio_path).dvector for it in items])
+    mean = vectors.mean(0)
+    dvector = torch.from_numpy((mean / (np.linalg.norm(mean) + 1e-9)).astype(np.float32))
+    state["speaker_dvectors"] = {**state.get("speaker_dvectors", {}), name: dvector}
+
+    from cinematic.models.fastspeech import VarianceStats
+
+    table = synth.table
+    speakers = {n: i for i, n in enumerate(state["speakers"], start=1)}
+    languages = {n: i for i, n in enumerate(state["languages"])}
+    dataset = VoiceDataset(items, cache, table, speakers, languages, VarianceStats(**state["stats"]))
+    model = synth.model
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.speaker_embedding.weight[row] = model.speaker_embedding.weight[0]
+    params = list(model.parameters()) if full else model.adaptation_parameters()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=learning_rate if not full else learning_rate / 4)
+    model.eval()  # dropout off, batch-norm statistics frozen: a few clips must not rewrite them
+    batch_size = min(8, len(dataset))
+    rng = np.random.default_rng(seed)
+    from tqdm import tqdm
+
+    for _ in tqdm(range(steps), desc=f"adapting to {name}", unit="step", mininterval=1.0):
+        pick = rng.choice(len(dataset), size=batch_size, replace=False)
+        batch = {k: v.to(synth.device) for k, v in collate([dataset[int(i)] for i in pick]).items()}
+        out = model(
+            batch["tokens"],
+            batch["text_lengths"],
+            batch["mels"],
+            batch["mel_lengths"],
+            batch["pitch"],
+            batch["energy"],
+            batch["speakers"],
+            batch["languages"],
+            batch["dvectors"],
+        )
+        loss = model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"])["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    synth.state = state
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {
+        "format_version": synth.checkpoint.get("format_version", 1),
+        "task": "voice",
+        "config": synth.checkpoint["config"],
+        "data_dir": synth.checkpoint.get("data_dir"),
+        "model": {"acoustic": weights},
+        "ema": {},
+        "task_state": state,
+        "step": int(synth.checkpoint.get("step", 0)),
+        "epoch": int(synth.checkpoint.get("epoch", 0)),
+        "adaptation": {"speaker": name, "steps": steps, "full": full, "clips": len(items)},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def mel_cepstral_distortion(
+    ref_logmel: np.ndarray, syn_logmel: np.ndarray, n_coeffs: int = 24
+) -> tuple[float, np.ndarray]:
+    """MCD in dB (Kubichek 1993) between mel-cepstra (DCT of the natural-log mel, c0 excluded), frames paired
+    by DTW. Inputs (n_mels, T). Returns (MCD, DTW path (K, 2) of (ref frame, syn frame))."""
+    import librosa
+    from scipy.fft import dct
+
+    ref = dct(ref_logmel, type=2, norm="ortho", axis=0)[1 : n_coeffs + 1]
+    syn = dct(syn_logmel, type=2, norm="ortho", axis=0)[1 : n_coeffs + 1]
+    _, path = librosa.sequence.dtw(X=ref, Y=syn, metric="euclidean")
+    path = path[::-1]
+    diff = ref[:, path[:, 0]] - syn[:, path[:, 1]]
+    per_frame = (10.0 / math.log(10.0)) * np.sqrt(2.0 * (diff**2).sum(0))
+    return float(per_frame.mean()), path
+
+
+def f0_rmse(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> float:
+    """RMSE in Hz over DTW-paired frames voiced in both clips (NaN when none are)."""
+    a, b = ref_f0[np.minimum(path[:, 0], len(ref_f0) - 1)], syn_f0[np.minimum(path[:, 1], len(syn_f0) - 1)]
+    voiced = (a > 0) & (b > 0)
+    return float(np.sqrt(np.mean((a[voiced] - b[voiced]) ** 2))) if voiced.any() else float("nan")
+
+
+def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int = 20) -> dict[str, Any]:
+    """MCD (DTW), F0 RMSE on voiced frames, speaker similarity and duration error on held-out clips.
+
+    Each clip's text is synthesized by its speaker when the model knows the name, else zero-shot from another
+    clip of that speaker. Duration error compares predicted per-symbol durations with the aligner's on
+    the real clip."""
+    from cinematic.data.audio import mel_spectrogram, pitch_praat
+    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
+    from cinematic.tasks.voice import FeatureCache, collate, load_clip, read_items
+
+    mel_cfg = synth.mel_config
+    items = read_items(Path(data_dir), synth.front, mel_cfg, synth.state["languages"][0])
+    items = [it for it in items if it.language in synth.state["languages"]][:max_items]
+    if not items:
+        raise UserError(
+            f"{data_dir}: no utterances in a language this model knows ({', '.join(synth.languages)})"
+        )
+    encoder = SpeakerEncoder()
+    cache = FeatureCache(None, mel_cfg, synth.vcfg.speaker_encoder)
+    by_speaker: dict[str, list[Path]] = {}
+    for it in items:
+        by_speaker.setdefault(it.speaker, []).append(it.audio_path)
+    rows = []
+    from tqdm import tqdm
+
+    for it in tqdm(items, desc="evaluating", unit="utt", mininterval=1.0):
+        known = it.speaker in synth.state["speakers"]
+        others = [p for p in by_speaker[it.speaker] if p != it.audio_path]
+        who = {"speaker": it.speaker} if known else {"reference": others[0] if others else it.audio_path}
+        out = synth.infer(it.text, language=it.language, **who)
+        wav = np.asarray(
+            synth.vocoder.vocode(out["mel"][0].T.float().cpu().numpy()), dtype=np.float32
+        ).reshape(-1)
+        real = load_clip(it.audio_path, mel_cfg)
+        ref_mel = mel_spectrogram(real, mel_cfg).numpy()
+        syn_mel = mel_spectrogram(wav, mel_cfg).numpy()
+        mcd, path = mel_cepstral_distortion(ref_mel, syn_mel)
+        rmse = f0_rmse(
+            pitch_praat(real, mel_cfg.sample_rate, mel_cfg.hop_length, ref_mel.shape[1]),
+            pitch_praat(wav, mel_cfg.sample_rate, mel_cfg.hop_length, syn_mel.shape[1]),
+            path,
+        )
+        similarity = cosine_similarity(
+            encoder.embed(real, mel_cfg.sample_rate), encoder.embed(wav, mel_cfg.sample_rate)
+        )
+        rows.append(
+            {
+                "clip": str(it.audio_path),
+                "speaker": it.speaker,
+                "seen_speaker": known,
+                "mcd_db": mcd,
+                "f0_rmse_hz": rmse,
+                "speaker_similarity": similarity,
+                **_duration_error(synth, it, cache, out["durations"][0].cpu(), collate),
+            }
+        )
+    summary = {
+        key: float(np.nanmean([r[key] for r in rows]))
+        for key in ("mcd_db", "f0_rmse_hz", "speaker_similarity", "duration_mae_frames", "length_error")
+    }
+    return {"summary": summary, "clips": rows, "n_clips": len(rows)}
+
+
+def _duration_error(
+    synth: VoiceSynthesizer, item: Any, cache: Any, predicted: torch.Tensor, collate: Any
+) -> dict[str, float]:
+    """Mean absolute per-symbol duration error (frames) against the aligner's durations on the real clip,
+    and the relative error of the total length."""
+    from cinematic.models.fastspeech import VarianceStats
+    from cinematic.tasks.voice import VoiceDataset
+
+    speakers = {n: i for i, n in enumerate(synth.state["speakers"], start=1)}
+    speakers.setdefault(item.speaker, 0)
+    languages = {n: i for i, n in enumerate(synth.state["languages"])}
+    dataset = VoiceDataset(
+        [item], cache, synth.table, speakers, languages, VarianceStats(**synth.state["stats"])
+    )
+    batch = {k: v.to(synth.device) for k, v in collate([dataset[0]]).items()}
+    if int(batch["mel_lengths"][0]) < int(batch["text_lengths"][0]):
+        return {"duration_mae_frames": float("nan"), "length_error": float("nan")}
+    with torch.no_grad():
+        out = synth.model(
+            batch["tokens"],
+            batch["text_lengths"],
+            batch["mels"],
+            batch["mel_lengths"],
+            batch["pitch"],
+            batch["energy"],
+            batch["speakers"],
+            batch["languages"],
+            batch["dvectors"],
+        )
+    true = out["durations"][0].cpu().float()
+    pred = predicted.float()[: len(true)]
+    return {
+        "duration_mae_frames": float((pred - true).abs().mean()),
+        "length_error": float(abs(pred.sum() - true.sum()) / true.sum()),
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    names = {
+        "mcd_db": "MCD (dB, DTW)",
+        "f0_rmse_hz": "F0 RMSE (Hz, voiced)",
+        "speaker_similarity": "speaker similarity (cos)",
+        "duration_mae_frames": "duration MAE (frames/symbol)",
+        "length_error": "length error (relative)",
+    }
+    lines = [f"{'metric':<30} value", "-" * 40]
+    lines += [f"{names[k]:<30} {v:.3f}" for k, v in report["summary"].items()]
+    lines.append(f"({report['n_clips']} clips)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _load_synth(args: argparse.Namespace) -> VoiceSynthesizer:
+    from cinematic.api import load
+
+    synth = load(
+        args.checkpoint, device=getattr(args, "device", "cpu"), vocoder=getattr(args, "vocoder", None)
+    )
+    if not isinstance(synth, VoiceSynthesizer):
+        raise UserError(f"{args.checkpoint} is not a voice checkpoint (task {getattr(synth, 'task', '?')})")
+    return synth
+
+
+def synthesize_command(args: argparse.Namespace) -> int:
+    from cinematic.data.audio import save_audio
+
+    synth = _load_synth(args)
+    wav = synth.synthesize(
+        args.text,
+        language=args.language,
+        speaker=args.speaker,
+        reference=args.reference,
+        speed=args.speed,
+        pitch=args.pitch,
+        energy=args.energy,
+    )
+    save_audio(args.out, wav, synth.sample_rate)
+    print(f"wrote {args.out} ({len(wav) / synth.sample_rate:.2f} s)")
+    return 0
+
+
+def clone_command(args: argparse.Namespace) -> int:
+    from cinematic.training.checkpointing import atomic_save
+
+    synth = _load_synth(args)
+    checkpoint = adapt(
+        synth, args.reference_dir, speaker_name=args.speaker_name, steps=args.steps, full=args.full
+    )
+    atomic_save(checkpoint, Path(args.out))
+    name = checkpoint["adaptation"]["speaker"]
+    print(f"wrote {args.out}: use --checkpoint {args.out} --speaker {name}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from cinematic.utils import atomic_write_bytes
+
+    synth = _load_synth(args)
+    report = evaluate_voice(synth, args.data_dir)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
+    print(format_table(report))
+    print(json.dumps(report["summary"]))
+    return 0
