@@ -690,6 +690,9 @@ class Trainer:
         if ps.scaler is None:
             bad = bad | ~torch.isfinite(grad_norm)
         skip = D.any_true(bool(bad.item()), self.env)
+        window.setdefault("lr", {})[ps.phase.name] = ps.optimizer.param_groups[0][
+            "lr"
+        ]  # the rate this step used
         if skip:
             ps.optimizer.zero_grad(set_to_none=True)
         elif ps.scaler is not None:
@@ -749,7 +752,7 @@ class Trainer:
             losses = window["loss"].get(name) or []
             if losses:
                 scalars[f"train/loss{suffix}"] = float(torch.stack(losses).mean())
-            scalars[f"train/lr{suffix}"] = ps.optimizer.param_groups[0]["lr"]
+            scalars[f"train/lr{suffix}"] = window.get("lr", {}).get(name, ps.optimizer.param_groups[0]["lr"])
             if name in window.get("grad_norm", {}):
                 scalars[f"train/grad_norm{suffix}"] = float(window["grad_norm"][name])
         if not single and f"train/loss_{last_phase}" in scalars:
@@ -761,7 +764,7 @@ class Trainer:
         scalars["train/epoch"] = float(self.epoch)
         self.logger.scalars(scalars, step)
         self._shown_loss = scalars.get("train/loss", float("nan"))
-        self._shown_lr = self.phase_states[-1].optimizer.param_groups[0]["lr"]
+        self._shown_lr = scalars.get(f"train/lr{'' if single else '_' + last_phase}", 0.0)
         self._shown_rate = rate
         self.logger.progress(step, self._shown_loss, self._shown_lr, rate)
         self._reset_window()
