@@ -7,8 +7,8 @@ Also an entry point for the subprocess tests (SIGKILL resume, torchrun DDP/FSDP)
 
 Test hooks through the environment (they reach subprocesses too): TOY_NAN_AT="3,4" makes the loss of
 those training steps NaN; TOY_KILL_AT=9 makes the process SIGKILL itself when step 9 starts, i.e. right
-after the step-8 checkpoint was written; TOY_NOISE=0 turns off the input noise (drawn from the global
-RNG, so it differs between ranks); TOY_SIZE sets the training-set size (default 24).
+after the step-8 checkpoint was written; TOY_NOISE=0 turns off the input noise and the GAN's dropout
+(drawn from the global RNG, so they differ between ranks); TOY_SIZE sets the training-set size (default 24).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ class ToyGAN:
         self.calls = 0
 
     def build(self, cfg: Any, data_dir: Path, ctx: BuildContext) -> Built:
-        gen = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Tanh(), nn.Linear(8, 1))
+        dropout = 0.1 if float(os.environ.get("TOY_NOISE", "0.01")) > 0 else 0.0
+        gen = nn.Sequential(nn.Linear(4, 8), nn.Dropout(dropout), nn.Tanh(), nn.Linear(8, 1))
         disc = nn.Sequential(nn.Linear(5, 8), nn.LeakyReLU(0.1), nn.Linear(8, 1))
         return Built(
             models={"gen": gen, "disc": disc},
@@ -240,8 +241,9 @@ def _kill_on_replace(count: int) -> None:
 
 
 def _distributed(args: argparse.Namespace) -> None:
-    """Under torchrun: a DDP run, an FSDP run, and an FSDP run stopped halfway then resumed; each rank
-    saves the weights it holds at the end (FSDP: gathered) to OUT/<name>_rank<r>.pt."""
+    """Under torchrun, for both toy tasks: a DDP run, an FSDP run, and an FSDP run resumed from the FSDP
+    run's mid-run checkpoint; each rank saves the weights it ends with (FSDP: gathered on rank 0) to
+    OUT/<task>_<run>_rank<r>.pt."""
     import torch.distributed as dist
 
     from cinematic.configs import load_config
@@ -251,24 +253,21 @@ def _distributed(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(args.data_dir)
-    steps = load_config(args.config, args.set).training.max_steps
-    runs = {
-        "ddp": ["training.strategy=ddp", "training.run_name=ddp"],
-        "fsdp": ["training.strategy=fsdp", "training.run_name=fsdp"],
-    }
-    for name, sets in runs.items():
-        weights = _train(args.task, load_config(args.config, [*args.set, *sets]), data_dir)
-        torch.save(weights, out / f"{name}_rank{rank}.pt")
-    # Resume FSDP from the straight run's mid-run checkpoint into a new run folder.
-    middle = (
-        Path(load_config(args.config, args.set).training.work_dir)
-        / "fsdp"
-        / "checkpoints"
-        / f"step_{steps // 2}.pth"
-    )
-    resumed = load_config(args.config, [*args.set, *runs["fsdp"], "training.run_name=fsdp_resumed"])
-    weights = _train(args.task, resumed, data_dir, resume=str(middle))
-    torch.save(weights, out / f"fsdp_resumed_rank{rank}.pt")
+    base = load_config(args.config, args.set)
+    for task in TOY_TASKS:
+        for strategy in ("ddp", "fsdp"):
+            sets = [*args.set, f"training.strategy={strategy}", f"training.run_name={task}_{strategy}"]
+            weights = _train(task, load_config(args.config, sets), data_dir)
+            torch.save(weights, out / f"{task}_{strategy}_rank{rank}.pt")
+        middle = (
+            Path(base.training.work_dir)
+            / f"{task}_fsdp"
+            / "checkpoints"
+            / f"step_{base.training.max_steps // 2}.pth"
+        )
+        sets = [*args.set, "training.strategy=fsdp", f"training.run_name={task}_fsdp_resumed"]
+        weights = _train(task, load_config(args.config, sets), data_dir, resume=str(middle))
+        torch.save(weights, out / f"{task}_fsdp_resumed_rank{rank}.pt")
     dist.destroy_process_group()
 
 

@@ -135,6 +135,36 @@ def gather_objects(obj: object, env: DistEnv) -> list[object]:
     return out
 
 
+@torch.no_grad()
+def broadcast_module(model: nn.Module, env: DistEnv) -> None:
+    """Rank 0's parameters and buffers on every rank (what DDP does when it wraps a model)."""
+    if env.is_distributed:
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+@torch.no_grad()
+def average_gradients(params: list[torch.Tensor], env: DistEnv) -> None:
+    """DDP's gradient averaging done by hand (for multi-phase tasks): one flat all-reduce per dtype.
+    A parameter without a gradient on this rank joins with zeros when another rank has one."""
+    if not env.is_distributed or not params:
+        return
+    has_grad = torch.tensor([float(p.grad is not None) for p in params], device=env.device)
+    dist.all_reduce(has_grad, op=dist.ReduceOp.MAX)
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for param, flag in zip(params, has_grad.tolist()):
+        if flag > 0:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+            by_dtype.setdefault(param.grad.dtype, []).append(param.grad)
+    for grads in by_dtype.values():
+        flat = torch._utils._flatten_dense_tensors(grads)
+        flat.div_(env.world_size)
+        dist.all_reduce(flat)
+        for grad, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
+
+
 # ------------------------------------------------------------------------------------------------ seeds
 
 

@@ -345,10 +345,21 @@ class Trainer:
     def _build_models(self, built: Built) -> None:
         self.models: dict[str, nn.Module] = {}
         self.train_models: dict[str, nn.Module] = {}
+        # DDP's hooks pair each forward with the next backward. A multi-phase task (a GAN) runs the
+        # generator forward in the discriminator phase and its backward in the generator phase, which
+        # with gradient accumulation interleaves several forwards and backwards: DDP then reduces the
+        # wrong gradients. Those tasks get plain modules and the trainer averages their gradients itself.
+        self.manual_grad_sync = (
+            self.env.is_distributed and self.tcfg.strategy == "ddp" and len(self.phases) > 1
+        )
         for name, model in built.models.items():
             model.to(self.env.device)
             model.train()
-            wrapped = D.wrap_model(model, self.tcfg.strategy, self.env)
+            if self.manual_grad_sync:
+                D.broadcast_module(model, self.env)
+                wrapped = model
+            else:
+                wrapped = D.wrap_model(model, self.tcfg.strategy, self.env)
             self.models[name] = D.unwrap(wrapped)
             self.train_models[name] = wrapped
         self.fsdp = any(D.is_fsdp(m) for m in self.models.values())
@@ -437,21 +448,24 @@ class Trainer:
             ) from None
 
     def _optimizer_state(self, ps: _PhaseState) -> dict[str, Any]:
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        """Full optimizer state keyed by parameter name (`<model>.<param>`), whatever the strategy, so a
+        checkpoint moves between single-process, DDP and FSDP runs (a collective under FSDP)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            return get_optimizer_state_dict(ps.container, ps.optimizer, options=options)
-        return ps.optimizer.state_dict()
+        options = StateDictOptions(full_state_dict=True, cpu_offload=self.fsdp)
+        return get_optimizer_state_dict(ps.container, ps.optimizer, options=options)
 
     def _load_optimizer(self, ps: _PhaseState, state: dict[str, Any]) -> None:
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-            options = StateDictOptions(full_state_dict=True)
+        options = StateDictOptions(full_state_dict=True)
+        try:
             set_optimizer_state_dict(ps.container, ps.optimizer, optim_state_dict=state, options=options)
-        else:
-            ps.optimizer.load_state_dict(state)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(
+                f"cannot restore the optimizer state of phase {ps.phase.name!r} from the checkpoint "
+                f"({type(err).__name__}: {err}); the models' parameters changed?"
+            ) from None
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint dict (complete on rank 0; every rank must call it: it gathers)."""
@@ -682,6 +696,8 @@ class Trainer:
             for key, value in out.metrics.items():
                 value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
                 window["metrics"][key] = window["metrics"].get(key, 0.0) + value / len(group)
+        if self.manual_grad_sync:
+            D.average_gradients(ps.params, self.env)
         if ps.scaler is not None:
             ps.scaler.unscale_(ps.optimizer)
         grad_norm = self._clip(ps)
