@@ -51,7 +51,7 @@ def train_rate(model: torch.nn.Module, batch: int, block: int, vocab: int, steps
     for i in range(steps + warmup):
         if i == warmup:
             start = time.perf_counter()
-        x, y = data[i, :, :-1], data[i, :, 1:]
+        x, y = data[i, :, :-1].contiguous(), data[i, :, 1:].contiguous()
         _, loss = model(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (after warmup)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--sample_tokens", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds (best is kept)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds (the best is kept)")
     parser.add_argument("--quick", action="store_true", help="3 steps, 1 warmup, 1 round: for a busy machine")
     parser.add_argument("--nanogpt", type=Path, help="path to karpathy/nanoGPT's model.py for a side-by-side")
     args = parser.parse_args()
@@ -128,12 +128,10 @@ def main() -> None:
     peak = matmul_peak_flops()
     flops_per_token = ours.flops_per_token(args.block)
     ours_rates, theirs_rates = [], []
-    for _ in range(args.rounds):  # alternate, so a burst of load elsewhere hits both alike
-        ours_rates.append(train_rate(ours, args.batch, args.block, args.vocab, args.steps, args.warmup))
-        if theirs is not None:
-            theirs_rates.append(
-                train_rate(theirs, args.batch, args.block, args.vocab, args.steps, args.warmup)
-            )
+    runs = [(ours, ours_rates)] + ([(theirs, theirs_rates)] if theirs is not None else [])
+    for round_index in range(args.rounds):  # interleaved, first one then the other first: fair under load
+        for model, rates in runs if round_index % 2 == 0 else runs[::-1]:
+            rates.append(train_rate(model, args.batch, args.block, args.vocab, args.steps, args.warmup))
     peak = max(peak, matmul_peak_flops())
     train_tps = max(ours_rates)
     cached = sample_rate(ours, args.sample_tokens, cached=True)

@@ -243,3 +243,49 @@ def test_resume_is_exact_and_keeps_the_checkpoints_vocabulary(corpus, tmp_path):
     assert resumed["task_state"]["tokenizer"] == first["task_state"]["tokenizer"]
     for name, tensor in straight["model"]["lyrics"].items():
         assert torch.equal(tensor, resumed["model"]["lyrics"][name]), name
+
+
+def test_generation_past_the_block_keeps_the_prefix_and_slides_the_text():
+    from cinematic.generation.lyrics import _Stream
+    from cinematic.models.lyrics_generator import LyricsGPT, LyricsGPTConfig
+
+    torch.manual_seed(0)
+    model = LyricsGPT(
+        LyricsGPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    )
+    model.eval()
+    prefix = torch.tensor([[1, 2, 3]])
+    stream = _Stream(model, prefix[0].tolist(), batch=1)
+    text = torch.randint(4, 64, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = stream.prefill(text[:, :5])
+        for t in range(5, 40):  # 3 + 40 tokens through a 16-position model
+            logits = stream.step(text[:, t : t + 1], text[:, : t + 1])
+        # a full cache (16) is refilled with the prefix + the last 16 - 3 - 4 = 9 text tokens (12), then
+        # grows to 16 again: refills at t = 13, 18, ..., 38; the last holds text[30:39], then t = 39 steps
+        expected, _ = model(torch.cat([prefix, text[:, 30:]], dim=1))
+    assert stream.cache.length == 13
+    torch.testing.assert_close(logits, expected[:, -1], atol=1e-5, rtol=0)
+
+
+def test_quickstart_stage_reports_perplexity_and_writes_a_song_per_language(
+    demo_lyrics, tmp_path, monkeypatch
+):
+    import cinematic.tasks.lyrics as lyrics_task
+    from cinematic.quickstart import Quickstart
+
+    monkeypatch.setattr(lyrics_task, "QUICKSTART_STEPS", 4)  # the wiring, not the 150-step run
+    config = load_config("tiny")
+    config.training.work_dir = str(tmp_path / "runs")
+    qs = Quickstart(
+        root=tmp_path, data_root=demo_lyrics.parent, samples_dir=tmp_path / "samples", config=config
+    )
+    qs.samples_dir.mkdir()
+    written = lyrics_task.quickstart(qs)
+    assert written == [qs.samples_dir / "lyrics.txt"]
+    text = written[0].read_text(encoding="utf-8")
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("===")] == [
+        "language=de", "language=en", "language=es", "language=fr"
+    ]  # fmt: skip
+    result = qs.results["lyrics"]
+    assert result["metric"] == "val/perplexity" and result["after"] < result["before"]

@@ -201,11 +201,22 @@ class LyricsGenerator:
                 if done[row]:
                     chosen.append(tok.pad_id)
                     continue
-                token = queued[row].popleft() if queued[row] else sampled[row]
-                if sections and not queued[row]:
+                if queued[row]:  # a forced marker or line break
+                    token = queued[row].popleft()
+                elif sections:
                     token = self._follow_structure(
-                        row, token, rows[row][-1], sections, section, section_len, budget, queued, marker
+                        row,
+                        sampled[row],
+                        rows[row][-1],
+                        sections,
+                        section,
+                        section_len,
+                        budget,
+                        queued,
+                        marker,
                     )
+                else:
+                    token = sampled[row]
                 if token == tok.eos_id:
                     done[row] = True
                 else:

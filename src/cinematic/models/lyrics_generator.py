@@ -61,15 +61,13 @@ def padded_vocab_size(size: int, multiple: int = 64) -> int:
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far, preallocated to `max_len`."""
+    """Keys and values of every layer for the positions seen so far, preallocated to `max_len` (in the
+    dtype of the first keys stored, so it follows autocast)."""
 
-    def __init__(
-        self, config: LyricsGPTConfig, batch: int, max_len: int, device: Any = None, dtype: Any = None
-    ):
-        head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, batch, config.n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+    def __init__(self, config: LyricsGPTConfig, batch: int, max_len: int):
+        self.shape = (config.n_layer, batch, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
         self.length = 0
         self.max_len = max_len
 
@@ -78,6 +76,9 @@ class KVCache:
         end = self.length + k.size(2)
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
+        if self.k is None or self.v is None:
+            self.k = torch.zeros(self.shape, device=k.device, dtype=k.dtype)
+            self.v = torch.zeros(self.shape, device=v.device, dtype=v.dtype)
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
@@ -206,10 +207,7 @@ class LyricsGPT(nn.Module):
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * T
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        param = self.wte.weight
-        return KVCache(
-            self.config, batch, max_len or self.config.block_size, device=param.device, dtype=param.dtype
-        )
+        return KVCache(self.config, batch, max_len or self.config.block_size)
 
     def forward(
         self,

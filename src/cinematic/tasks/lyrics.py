@@ -234,6 +234,16 @@ def collate_blocks(items: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- the task
 
 
+def _report_languages(found: Sequence[str], configured: Sequence[str], data_dir: Path) -> None:
+    """`lyrics_model.languages` is what the user expects, not a limit: say where the data differs."""
+    missing = [lang for lang in configured if lang not in found]
+    extra = [lang for lang in found if lang not in configured]
+    if missing:
+        log.warning("lyrics: no songs for configured language(s) %s in %s", ", ".join(missing), data_dir)
+    if extra:
+        log.info("lyrics: also training on language(s) %s (found in the data)", ", ".join(extra))
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
@@ -268,14 +278,7 @@ class LyricsTask:
             raise UserError(
                 f"no lyrics found in {data_dir}: expected <language>/<song>.txt files (e.g. en/song1.txt)"
             )
-        found = sorted({s.language for s in songs})
-        missing = [lang for lang in mc.languages if lang not in found]
-        extra = [lang for lang in found if lang not in mc.languages]
-        if missing:
-            log.warning("lyrics: no songs for configured language(s) %s in %s", ", ".join(missing), data_dir)
-        if extra:
-            log.info("lyrics: also training on language(s) %s (found in the data)", ", ".join(extra))
-
+        _report_languages(sorted({s.language for s in songs}), mc.languages, data_dir)
         train_idx, val_idx = stratified_split(
             [s.language for s in songs],
             cfg.data.val_fraction,
@@ -306,7 +309,11 @@ class LyricsTask:
         )
         val_set = LyricsBlocks(tok, segments(val_idx), mc.max_seq_len) if val_idx else None
         if unknown:
-            log.warning("lyrics: labels not in the restored vocabulary are left out: %s", dict(unknown))
+            log.warning(
+                "lyrics: labels the resumed checkpoint does not know are left out (songs in an unknown "
+                "language are skipped): %s",
+                dict(unknown),
+            )
         if len(train_set) == 0:
             raise UserError(f"no usable lyrics in {data_dir} for training (all songs were held out or empty)")
 
