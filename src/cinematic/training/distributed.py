@@ -191,7 +191,8 @@ def set_deterministic(enabled: bool) -> None:
 
 def wrap_model(model: nn.Module, strategy: str, env: DistEnv) -> nn.Module:
     """DDP or FSDP2 around one model; a single process or a model without trainable parameters is
-    returned as it is. FSDP2 shards in place (the returned module is `model` itself)."""
+    returned as it is. FSDP2 shards in place (the returned module is `model` itself), unit by unit
+    (`shard_units`), then the root."""
     if not env.is_distributed or not any(p.requires_grad for p in model.parameters()):
         return model
     if strategy == "fsdp":
@@ -199,17 +200,52 @@ def wrap_model(model: nn.Module, strategy: str, env: DistEnv) -> nn.Module:
         from torch.distributed.fsdp import fully_shard
 
         mesh = init_device_mesh(env.device.type, (env.world_size,))
-        # Shard each direct child that holds parameters, then the root: the usual per-block wrapping
-        # that lets FSDP2 free one block's full weights before gathering the next.
-        for child in model.children():
-            if any(p.requires_grad for p in child.parameters()):
-                fully_shard(child, mesh=mesh)
+        for block in shard_units(model):
+            fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [env.device.index] if env.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+    return _ForwardingDDP(model, device_ids=device_ids)
+
+
+class _ForwardingDDP(nn.parallel.DistributedDataParallel):
+    """DDP that also answers attribute reads the wrapped model answers (`model.num_updates`, a loss
+    helper), so task code written for a plain module runs under torchrun. Only `forward` (calling the
+    wrapper) takes part in gradient synchronisation: parameters used by another method, outside
+    `forward`, are not synchronised, so keep such work inside `forward`."""
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The submodules FSDP2 shards on their own before the root, innermost first: the elements of
+    every `nn.ModuleList`/`nn.Sequential` (transformer blocks, discriminator stacks, the layers of a
+    Sequential model) that own parameters. Shards are gathered one unit at a time, so a model never
+    holds all its full weights at once. A unit whose parameters are shared with the rest of the model
+    (tied embeddings) is left to its parent, since a parameter can belong to one FSDP unit only."""
+    from torch.nn.utils.parametrize import ParametrizationList
+
+    uses: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        uses[id(param)] = uses.get(id(param), 0) + 1
+    units: list[nn.Module] = []
+    for container in reversed(list(model.modules())):  # children before their parents
+        if not isinstance(container, nn.ModuleList | nn.Sequential) or isinstance(
+            container, ParametrizationList
+        ):
+            continue
+        for element in container:
+            if isinstance(element, nn.ModuleList) or not any(p.requires_grad for p in element.parameters()):
+                continue
+            own = {id(p) for p in element.parameters()}
+            inside = sum(1 for _, p in element.named_parameters(remove_duplicate=False) if id(p) in own)
+            if inside == sum(uses[i] for i in own):  # no parameter is also used outside the unit
+                units.append(element)
+    return units
 
 
 def unwrap(model: nn.Module) -> nn.Module:
