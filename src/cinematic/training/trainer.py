@@ -19,6 +19,7 @@ run under a forked RNG so they never shift the training stream.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import math
 import random
@@ -253,6 +254,12 @@ class Trainer:
 
     def _setup(self, resume: str | None) -> None:
         tcfg, env = self.tcfg, self.env
+        if self.cfg.logging.logger == "wandb" and importlib.util.find_spec("wandb") is None:
+            # Checked on every rank: were only rank 0 to stop, the others would wait at a collective.
+            raise UserError(
+                "logging.logger is 'wandb' but the wandb package is not installed; install it with "
+                "`pip install 'cinematic[wandb]'`, or set logging.logger: tensorboard"
+            )
         self.run_name = tcfg.run_name or self.task_name
         self.work_dir = Path(tcfg.work_dir)
         self.run_dir = self.work_dir / self.run_name
@@ -469,6 +476,9 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint dict (complete on rank 0; every rank must call it: it gathers)."""
+        rng = D.gather_objects(ckpt_io.capture_rng_state(), self.env)
+        if not self.env.is_main_process and not self.fsdp:
+            return {}  # nothing else is collective: only rank 0 needs the copies
         model = {name: self._full_state_dict(m) for name, m in self.models.items()}
         ema: dict[str, Any] = {}
         if self.ema is not None:
@@ -490,7 +500,7 @@ class Trainer:
             "optimizers": {ps.phase.name: self._optimizer_state(ps) for ps in self.phase_states},
             "schedulers": {ps.phase.name: scheduler_state(ps.scheduler) for ps in self.phase_states},
             "scalers": {ps.phase.name: ps.scaler.state_dict() for ps in self.phase_states if ps.scaler},
-            "rng": D.gather_objects(ckpt_io.capture_rng_state(), self.env),
+            "rng": rng,
             "nan_skips": {"consecutive": self.nan_streak, "total": self.nan_total},
             "best": {"value": self.best_value, "bad_validations": self.bad_validations},
         }
