@@ -63,3 +63,20 @@ def test_export_safetensors_holds_ema_weights(toy_cfg, data_dir, tmp_path):
     tensors = load_file(out)
     ckpt = torch.load(result.last_checkpoint, weights_only=True)
     assert torch.equal(tensors["net.0.weight"], ckpt["ema"]["net"]["0.weight"])
+
+
+def test_to_device_moves_nested_tensors_and_keeps_other_values():
+    from dataclasses import dataclass
+
+    from cinematic.training.trainer import to_device
+
+    @dataclass
+    class Batch:
+        mel: torch.Tensor
+        names: list
+
+    moved = to_device(
+        {"a": [torch.ones(1), (torch.zeros(2), "x")], "b": Batch(torch.ones(3), ["n"])}, torch.device("meta")
+    )
+    assert moved["a"][0].device.type == "meta" and moved["a"][1][0].device.type == "meta"
+    assert moved["a"][1][1] == "x" and moved["b"].mel.device.type == "meta" and moved["b"].names == ["n"]

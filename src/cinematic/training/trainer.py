@@ -19,6 +19,7 @@ run under a forked RNG so they never shift the training stream.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import math
@@ -80,9 +81,13 @@ def run_training(task_name: str, cfg: Config, data_dir: Path, resume: str | None
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
-    """Move every tensor inside dicts, lists and tuples (dataclasses and other objects are left as is)."""
+    """Move every tensor inside dicts, lists, tuples and dataclass instances (other objects are left as
+    they are)."""
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        moved = {f.name: to_device(getattr(obj, f.name), device) for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **moved)
     if isinstance(obj, dict):
         return {key: to_device(value, device) for key, value in obj.items()}
     if isinstance(obj, list):
@@ -217,6 +222,9 @@ class _DeviceLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def __getattr__(self, name: str) -> Any:  # .dataset, .batch_size, ... of the wrapped loader
+        return getattr(self.loader, name)
+
 
 @dataclass
 class _PhaseState:
@@ -297,6 +305,10 @@ class Trainer:
         self.best_value: float | None = None
         self.bad_validations = 0
         self._last_saved_step = -1
+        self._last_validated_step = -1
+        self._warned_metric = False
+        # What the progress bar shows between log steps (updated every log_every_steps, no device sync).
+        self._shown_loss, self._shown_lr, self._shown_rate = float("nan"), 0.0, 0.0
         if checkpoint is not None:
             self._restore(checkpoint)
             log.info("resumed %s at step %d (epoch %d)", self.run_name, self.step, self.epoch)
@@ -603,7 +615,9 @@ class Trainer:
         # The last validation counts as final only if it ran at this very step.
         if self.val_loader is not None and self._last_validated_step != self.step:
             last_metrics = self.validate()
-            self._after_validation(last_metrics)
+            improved, _ = self._after_validation(last_metrics)
+            if improved:
+                self.save(periodic=False, best=True)
         if self._last_saved_step != self.step:
             self.save(periodic=False)
         best = self.ckpt_dir / "best.pth"
@@ -615,8 +629,6 @@ class Trainer:
             metrics_after=last_metrics or {},
             step=self.step,
         )
-
-    _last_validated_step = -1
 
     def _after_step(self) -> tuple[bool, dict[str, float] | None]:
         """Logging, validation, checkpointing and stop decisions after optimizer step `self.step`."""
@@ -795,10 +807,6 @@ class Trainer:
         self.logger.progress(step, self._shown_loss, self._shown_lr, rate)
         self._reset_window()
 
-    _shown_loss = float("nan")
-    _shown_lr = 0.0
-    _shown_rate = 0.0
-
     def _reset_window(self) -> None:
         self._window = {"items": 0, "steps": 0, "loss": {}, "metrics": {}}
         self._window_start = time.perf_counter()
@@ -853,7 +861,7 @@ class Trainer:
         """(improved, stop early) for `training.best_metric` and `early_stopping_patience`."""
         key, mode = self.tcfg.best_metric, self.tcfg.best_mode
         if key not in metrics:
-            if metrics and not getattr(self, "_warned_metric", False):
+            if metrics and not self._warned_metric:
                 log.warning(
                     "training.best_metric %r is not among the validation metrics %s; best.pth is not kept",
                     key,
