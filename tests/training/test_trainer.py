@@ -49,6 +49,18 @@ def test_dataset_epochs_and_data_order(toy_cfg, data_dir, monkeypatch):
     assert trainer.epoch == 4 and trainer.batch_in_epoch == 4
 
 
+def test_loader_workers_see_the_epoch_set_on_the_dataset(toy_cfg, data_dir, monkeypatch):
+    monkeypatch.setenv("TOY_SIZE", "8")  # 2 steps per epoch: 6 steps = epochs 0, 1, 2
+    from cinematic.tasks import get_task
+    from cinematic.training.trainer import Trainer
+
+    cfg = toy_cfg(max_steps=6)
+    cfg.data.num_workers = 1
+    task = get_task("toy")
+    Trainer(task, "toy", cfg, data_dir).fit()
+    assert task.seen_epochs == {0, 1, 2}
+
+
 def test_fresh_run_refuses_to_overwrite_a_used_folder(toy_cfg, data_dir):
     run_training("toy", toy_cfg(max_steps=4), data_dir)
     with pytest.raises(UserError, match="--resume auto"):

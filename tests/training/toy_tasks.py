@@ -50,15 +50,17 @@ class PairSet(Dataset):
         weight = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])  # the same map for train and validation
         self.y = self.x @ weight + 0.1 * torch.from_numpy(rng.standard_normal((n, 1)).astype(np.float32))
         self.epochs: list[int] = []
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epochs.append(epoch)
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[index], "y": self.y[index]}
+        return {"x": self.x[index], "y": self.y[index], "epoch": torch.tensor(self.epoch)}
 
 
 def _step_hooks(calls: int) -> bool:
@@ -76,6 +78,7 @@ class ToyRegression:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.seen_epochs: set[int] = set()
 
     def build(self, cfg: Any, data_dir: Path, ctx: BuildContext) -> Built:
         size = int(os.environ.get("TOY_SIZE", "24"))
@@ -87,6 +90,7 @@ class ToyRegression:
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict
     ) -> StepOutput:
         self.calls += 1
+        self.seen_epochs.update(batch["epoch"].tolist())
         # Dropout-like noise from the global RNG: exact resume must restore it.
         noise = float(os.environ.get("TOY_NOISE", "0.01")) * torch.randn_like(batch["x"])
         pred = models["net"](batch["x"] + noise)

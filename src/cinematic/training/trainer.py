@@ -405,7 +405,9 @@ class Trainer:
             num_workers=workers,
             drop_last=drop_last,
             pin_memory=env.device.type == "cuda",
-            persistent_workers=workers > 0,
+            # Workers hold copies of the dataset made when they start: a dataset with set_epoch needs
+            # fresh workers each epoch to see the new epoch (per-epoch crops and augmentation).
+            persistent_workers=workers > 0 and not hasattr(built.train_set, "set_epoch"),
             generator=loader_rng,  # keeps the global torch RNG untouched by iter(loader)
         )
         n = self.sampler.num_samples
