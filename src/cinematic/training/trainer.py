@@ -730,11 +730,11 @@ class Trainer:
         if ps.scaler is None:
             bad = bad | ~torch.isfinite(grad_norm)
         skip = D.any_true(bool(bad.item()), self.env)
-        window.setdefault("lr", {})[ps.phase.name] = ps.optimizer.param_groups[0][
-            "lr"
-        ]  # the rate this step used
+        window.setdefault("lr", {})[ps.phase.name] = ps.optimizer.param_groups[0]["lr"]  # this step's rate
         if skip:
             ps.optimizer.zero_grad(set_to_none=True)
+            if ps.scaler is not None:
+                ps.scaler.update()  # closes this step's unscale_ (and lowers the scale after an inf)
         elif ps.scaler is not None:
             ps.scaler.step(ps.optimizer)
             ps.scaler.update()
