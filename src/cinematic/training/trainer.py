@@ -881,9 +881,10 @@ class Trainer:
         self.bad_validations += 1
         patience = self.tcfg.early_stopping_patience
         if patience is not None and self.bad_validations >= patience:
+            best = "none finite" if self.best_value is None else f"{self.best_value:.4g}"
             self.logger.message(
                 f"early stop at step {self.step}: {key} has not improved for "
-                f"{self.bad_validations} validations (best {self.best_value:.4g})"
+                f"{self.bad_validations} validations (best {best})"
             )
             return False, True
         return False, False
