@@ -17,9 +17,6 @@ trained by the same recipe (so `synthesize` needs no `--vocoder`).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
-import json
 import logging
 import math
 import re
@@ -39,7 +36,7 @@ from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
 from cinematic.errors import UserError
 from cinematic.models.fastspeech import FastSpeech2, VarianceStats
 from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
-from cinematic.utils import atomic_write_bytes, file_sha1
+from cinematic.utils import file_sha1
 
 log = logging.getLogger(__name__)
 
@@ -110,39 +107,38 @@ def extract_features(wav: np.ndarray, mel_cfg: MelConfig, speaker_encoder: Any |
 
 
 class FeatureCache:
-    """Atomic per-utterance .npz files keyed by sha1(audio bytes) + the feature settings."""
+    """Per-utterance features in the data pipeline's content-addressed cache (`cinematic.data.preprocessing`),
+    under `<cache_dir>/features/`, keyed by sha1(audio bytes) + the feature settings + FEATURE_VERSION.
+    `cache_dir=None` keeps them in memory only (adaptation and evaluation clips)."""
 
     def __init__(self, cache_dir: Path | None, mel_cfg: MelConfig, with_dvectors: bool):
-        self.dir = cache_dir / "voice" if cache_dir is not None else None
+        from cinematic.data.preprocessing import FeatureCache as Store
+
+        self.store = Store(cache_dir / "features") if cache_dir is not None else None
+        self.memory: dict[Path, Features] = {}
         self.mel_cfg = mel_cfg
-        settings = json.dumps(
-            [FEATURE_VERSION, mel_cfg.model_dump(), with_dvectors, TRIM_TOP_DB], sort_keys=True
-        )
-        self.settings_key = hashlib.sha1(settings.encode()).hexdigest()[:12]
+        self.extra = {"voice_task": FEATURE_VERSION, "dvectors": with_dvectors, "trim_top_db": TRIM_TOP_DB}
         self.encoder = None
         if with_dvectors:
             from cinematic.models.speaker_encoder import SpeakerEncoder
 
             self.encoder = SpeakerEncoder()
 
-    def path(self, audio: Path) -> Path | None:
-        if self.dir is None:
-            return None
-        return self.dir / f"{file_sha1(audio)}-{self.settings_key}.npz"
-
     def get(self, audio: Path) -> Features:
-        target = self.path(audio)
-        if target is not None and target.is_file():
-            try:
-                with np.load(target) as data:
-                    return Features(**{k: data[k] for k in Features.__dataclass_fields__})
-            except Exception:  # a damaged cache file is recomputed, never trusted
-                log.warning("recomputing damaged feature cache file %s", target)
+        from cinematic.data.preprocessing import feature_key
+
+        if self.store is None:
+            if audio not in self.memory:
+                self.memory[audio] = extract_features(
+                    load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder
+                )
+            return self.memory[audio]
+        key = feature_key(file_sha1(audio), "voice_fastspeech2", self.mel_cfg, self.extra)
+        cached = self.store.load(key)
+        if cached is not None and set(Features.__dataclass_fields__) <= set(cached):
+            return Features(**{k: cached[k] for k in Features.__dataclass_fields__})
         features = extract_features(load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder)
-        if target is not None:
-            buffer = io.BytesIO()
-            np.savez(buffer, **asdict(features))
-            atomic_write_bytes(target, buffer.getvalue())
+        self.store.store(key, asdict(features))
         return features
 
 
@@ -566,3 +562,77 @@ def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             ckpt.setdefault("task_state", {})["vocoder_checkpoint"] = str(vocoder.resolve())
             atomic_save(ckpt, path)
+
+
+# ---------------------------------------------------------------------------------------------- quickstart
+
+QUICKSTART_STEPS = 240
+QUICKSTART_SENTENCES = {
+    "en": "The quick brown fox jumps over the lazy dog.",
+    "es": "El viento del norte sopla sobre las montañas.",
+    "fr": "Le vent du nord souffle sur les montagnes.",
+    "de": "Der Nordwind weht über die Berge.",
+}
+
+
+def _quickstart_vocoder(work_dir: Path) -> Path | None:
+    folder = work_dir / "vocoder" / "checkpoints"
+    return next((folder / n for n in ("best.pth", "last.pth") if (folder / n).is_file()), None)
+
+
+def quickstart(qs: Any) -> list[Path]:
+    """Train a tiny FastSpeech 2 on the demo voices, report the held-out mel L1 before and after, and write
+    `voice.wav` (a demo speaker) and `voice_cloned.wav` (zero-shot from a held-out reference clip) with the
+    vocoder the previous stage trained."""
+    from cinematic.api import load
+    from cinematic.data.audio import save_audio
+    from cinematic.training.trainer import run_training
+
+    cfg = qs.fresh_config()
+    cfg.training.validate_at_start = True
+    cfg.training.max_steps = QUICKSTART_STEPS
+    cfg.training.validate_every_steps = QUICKSTART_STEPS
+    cfg.training.checkpoint_every_steps = QUICKSTART_STEPS
+    cfg.voice_model.aligner_binarization_start_steps = QUICKSTART_STEPS // 2
+    cfg.voice_model.training.warmup_steps = 40
+    data_dir = Path(qs.data_root) / "voice"
+    result = run_training("voice", cfg, data_dir)
+    before = (result.metrics_before or {}).get("val/mel_l1", float("nan"))
+    qs.report("voice", "val/mel_l1", before, result.metrics_after.get("val/mel_l1", float("nan")))
+
+    work_dir = Path(cfg.training.work_dir)
+    vocoder = _quickstart_vocoder(work_dir)
+    if vocoder is None:
+        print("  no speech vocoder checkpoint from the vocoder stage: skipping the voice samples", flush=True)
+        return []
+    record_vocoder(result.run_dir / "checkpoints", vocoder.parent)
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    synth = load(checkpoint)
+    speaker = synth.speakers[0]
+    from cinematic.data.dataset import read_voice_dir
+
+    utterances = read_voice_dir(data_dir)
+    language = next(
+        (u.language for u in utterances if u.speaker == speaker and u.language), synth.languages[0]
+    )
+    text = QUICKSTART_SENTENCES.get(language, QUICKSTART_SENTENCES["en"])
+    out = Path(qs.samples_dir)
+    spoken = save_audio(
+        out / "voice.wav", synth.synthesize(text, language=language, speaker=speaker), synth.sample_rate
+    )
+    reference = next(u for u in reversed(utterances) if u.speaker != speaker)
+    ref_language = reference.language or language
+    cloned = save_audio(
+        out / "voice_cloned.wav",
+        synth.synthesize(
+            QUICKSTART_SENTENCES.get(ref_language, text),
+            language=ref_language,
+            reference=reference.audio_path,
+        ),
+        synth.sample_rate,
+    )
+    print(
+        f"  {speaker} ({language}) → {spoken}\n  zero-shot from {reference.audio_path.name} → {cloned}",
+        flush=True,
+    )
+    return [spoken, cloned]

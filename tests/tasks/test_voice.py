@@ -1,0 +1,309 @@
+"""The voice task end to end: train through the trainer, synthesize from the checkpoint with a vocoder
+checkpoint, seen speakers and zero-shot cloning, adaptation, evaluation, the CLI, the recipe."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cinematic.configs import load_config
+from cinematic.configs.model_config import MelConfig
+from cinematic.errors import UserError
+
+SPEAKERS = ("en_anna", "es_lucia")
+"""Trained on; en_marcus is held out for cloning."""
+
+
+class GriffinLimVocoder:
+    """Tests only (the product path is HiFi-GAN): phase reconstruction of the log-mel, no training needed."""
+
+    def __init__(self, mel_config: MelConfig):
+        self.mel_config = mel_config
+
+    def check_mel_config(self, other: MelConfig) -> None:
+        if self.mel_config.differences(other):
+            raise UserError("mel mismatch: " + "; ".join(self.mel_config.differences(other)))
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        import librosa
+
+        c = self.mel_config
+        return librosa.feature.inverse.mel_to_audio(
+            np.exp(mel),
+            sr=c.sample_rate,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            power=1.0,
+            n_iter=16,
+            fmin=c.fmin,
+            fmax=c.fmax,
+        ).astype(np.float32)
+
+
+def _subset(demo_data: Path, out: Path, speakers, per_speaker: int) -> Path:
+    for name in speakers:
+        src, dst = demo_data / "voice" / name, out / name
+        dst.mkdir(parents=True)
+        shutil.copy(src / "speaker.json", dst / "speaker.json")
+        for wav in sorted(src.glob("*.wav"))[:per_speaker]:
+            shutil.copy(wav, dst / wav.name)
+            shutil.copy(wav.with_suffix(".txt"), dst / wav.with_suffix(".txt").name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def voice_run(demo_data, tmp_path_factory):
+    """A tiny acoustic model trained by the real trainer on 2 demo speakers × 6 clips."""
+    from cinematic.training.trainer import run_training
+
+    root = tmp_path_factory.mktemp("voice")
+    data = _subset(demo_data, root / "voice", SPEAKERS, 6)
+    cfg = load_config("tiny")
+    cfg.training.work_dir = str(root / "work")
+    cfg.training.max_steps = 60
+    cfg.training.validate_every_steps = 60
+    cfg.training.checkpoint_every_steps = 60
+    cfg.voice_model.aligner_binarization_start_steps = 30
+    cfg.voice_model.dropout = 0.0
+    result = run_training("voice", cfg, data)
+    return {
+        "result": result,
+        "cfg": cfg,
+        "data": data,
+        "root": root,
+        "heldout": demo_data / "voice" / "en_marcus",
+    }
+
+
+@pytest.fixture(scope="session")
+def synth(voice_run):
+    from cinematic import load
+
+    model = load(voice_run["result"].best_checkpoint)
+    model._vocoder = GriffinLimVocoder(model.mel_config)
+    return model
+
+
+def test_checkpoint_holds_what_synthesis_needs(voice_run):
+    ckpt = torch.load(voice_run["result"].best_checkpoint, weights_only=True)
+    state = ckpt["task_state"]
+    assert ckpt["task"] == "voice" and state["front_end"] == "phonemes"
+    assert state["speakers"] == list(SPEAKERS) and {"en", "es"} <= set(state["languages"])
+    assert state["symbols"][:2] == ["<pad>", "<unk>"] and "ˈ" in state["symbols"]
+    assert state["stats"]["pitch_std"] > 0 and set(state["speaker_dvectors"]) == set(SPEAKERS)
+    assert int(ckpt["model"]["acoustic"]["num_updates"]) == 60  # binarization switch survives resume
+
+
+def test_training_lowers_validation_mel_loss(voice_run):
+    # The trainer validated at the end; a fresh model's mel L1 on log-mels is several nats.
+    assert voice_run["result"].metrics_after["val/mel_l1"] < 2.5
+
+
+def test_seen_speaker_and_zero_shot_synthesis(synth, voice_run):
+    wav = synth.synthesize("Hello there, my friend.", language="en", speaker="en_anna")
+    assert wav.dtype == np.float32 and 0.2 * synth.sample_rate < len(wav) < 10 * synth.sample_rate
+    assert np.isfinite(wav).all() and np.abs(wav).max() > 0
+    reference = sorted(voice_run["heldout"].glob("*.wav"))[0]
+    mel = synth.mel("Hola a todos.", language="es", reference=reference)
+    assert mel.shape[0] == 80 and mel.shape[1] > 5
+    fast = synth.mel("Hola a todos.", language="es", reference=reference, speed=2.0)
+    assert fast.shape[1] < mel.shape[1]
+
+
+def test_unknown_speaker_and_language_are_user_errors(synth):
+    with pytest.raises(UserError, match="en_anna, es_lucia"):
+        synth.synthesize("Hello.", language="en", speaker="nobody")
+    with pytest.raises(UserError, match="unknown language"):
+        synth.mel("Hello.", language="tlh", speaker="en_anna")
+
+
+def _vocoder_checkpoint(path: Path, mel: MelConfig) -> Path:
+    """An (untrained) HiFi-GAN vocoder checkpoint in the vocoder task's layout."""
+    from cinematic.models.hifigan import Generator, GeneratorConfig
+
+    gen_cfg = GeneratorConfig(
+        n_mels=mel.n_mels,
+        upsample_rates=(8, 8, 4),
+        upsample_kernel_sizes=(16, 16, 8),
+        upsample_initial_channel=16,
+        resblock="2",
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+    )
+    gen = {
+        k: [list(x) for x in v]
+        if k == "resblock_dilation_sizes"
+        else (list(v) if isinstance(v, tuple) else v)
+        for k, v in gen_cfg.__dict__.items()
+    }
+    torch.save(
+        {
+            "format_version": 1,
+            "task": "vocoder",
+            "config": {},
+            "model": {"generator": Generator(gen_cfg).state_dict()},
+            "ema": {},
+            "task_state": {"mel_config": mel.model_dump(), "generator_config": gen},
+        },
+        path,
+    )
+    return path
+
+
+def test_checkpoint_plus_vocoder_checkpoint_synthesize_and_mismatch_is_refused(voice_run, tmp_path):
+    from cinematic import load
+
+    ckpt = voice_run["result"].best_checkpoint
+    mel = voice_run["cfg"].voice_model.audio
+    good = _vocoder_checkpoint(tmp_path / "vocoder.pth", mel)
+    wav = load(ckpt, vocoder=good).synthesize("Good morning.", language="en", speaker="es_lucia")
+    assert len(wav) % mel.hop_length == 0 and np.isfinite(wav).all()
+
+    other = mel.model_copy(update={"fmax": 7000.0})
+    bad = _vocoder_checkpoint(tmp_path / "other.pth", other)
+    with pytest.raises(UserError, match="fmax"):
+        load(ckpt, vocoder=bad).synthesize("Good morning.", language="en", speaker="es_lucia")
+
+
+def test_cli_synthesize_writes_wav_and_unknown_speaker_exits_2(voice_run, tmp_path, capsys):
+    import soundfile as sf
+
+    from cinematic.cli import main
+    from cinematic.tasks.voice import record_vocoder
+
+    # The recipe records the vocoder it trained: then --vocoder can be left out.
+    run = tmp_path / "run"
+    shutil.copytree(voice_run["result"].run_dir / "checkpoints", run / "voice" / "checkpoints")
+    _vocoder_checkpoint(
+        (run / "vocoder" / "checkpoints").mkdir(parents=True) or run / "vocoder" / "checkpoints" / "best.pth",
+        voice_run["cfg"].voice_model.audio,
+    )
+    record_vocoder(run / "voice" / "checkpoints", run / "vocoder" / "checkpoints")
+    ckpt = run / "voice" / "checkpoints" / "best.pth"
+    out = tmp_path / "out.wav"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                str(ckpt),
+                "--text",
+                "Hi.",
+                "--speaker",
+                "en_anna",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert sf.info(str(out)).samplerate == 22050
+    code = main(
+        ["synthesize", "--checkpoint", str(ckpt), "--text", "Hi.", "--speaker", "bob", "--out", str(out)]
+    )
+    assert code == 2 and "en_anna" in capsys.readouterr().err
+
+
+def test_demo_speakers_d_vectors_are_closest_to_themselves(voice_run):
+    """Offline GE2E d-vectors: clips of one voice agree more with each other than with another voice."""
+    from cinematic.data.audio import load_audio
+    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
+
+    encoder = SpeakerEncoder()
+    clips = {name: sorted((voice_run["data"] / name).glob("*.wav"))[:2] for name in SPEAKERS}
+    vec = {name: [encoder.embed(*load_audio(p)) for p in paths] for name, paths in clips.items()}
+    a, b = SPEAKERS
+    across = cosine_similarity(vec[a][0], vec[b][0])
+    assert cosine_similarity(vec[a][0], vec[a][1]) > across
+    assert cosine_similarity(vec[b][0], vec[b][1]) > across
+
+
+def test_adaptation_beats_zero_shot_similarity(synth, voice_run):
+    from cinematic.data.audio import load_audio
+    from cinematic.generation.speech import VoiceSynthesizer, adapt
+    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
+
+    heldout = voice_run["heldout"]
+    ref_dir = voice_run["root"] / "marcus"
+    ref_dir.mkdir()
+    clips = sorted(heldout.glob("*.wav"))
+    for wav in clips[:4]:
+        shutil.copy(wav, ref_dir / wav.name)
+        shutil.copy(wav.with_suffix(".txt"), ref_dir / wav.with_suffix(".txt").name)
+    shutil.copy(heldout / "speaker.json", ref_dir / "speaker.json")
+    target_wav, sr = load_audio(clips[-1], synth.sample_rate)
+    target_text = clips[-1].with_suffix(".txt").read_text().strip()
+
+    fresh = VoiceSynthesizer(synth.checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
+    encoder = SpeakerEncoder()
+    target = encoder.embed(target_wav, sr)
+    zero_shot = fresh.synthesize(target_text, language="en", reference=clips[0])
+    checkpoint = adapt(fresh, ref_dir, steps=80)
+    assert checkpoint["task_state"]["speakers"][-1] == "marcus"
+    adapted = VoiceSynthesizer(checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
+    cloned = adapted.synthesize(target_text, language="en", speaker="marcus")
+    similarity = cosine_similarity(encoder.embed(cloned, sr), target)
+    baseline = cosine_similarity(encoder.embed(zero_shot, sr), target)
+    assert similarity > baseline, (similarity, baseline)
+    # only the speaker parts moved
+    before, after = synth.checkpoint["model"]["acoustic"], checkpoint["model"]["acoustic"]
+    torch.testing.assert_close(before["encoder.0.ffn.conv1.weight"], after["encoder.0.ffn.conv1.weight"])
+
+
+def test_evaluate_reports_all_metrics(synth, voice_run):
+    from cinematic.generation.speech import evaluate_voice, format_table
+
+    report = evaluate_voice(synth, voice_run["data"], max_items=2)
+    summary = report["summary"]
+    assert report["n_clips"] == 2
+    assert summary["mcd_db"] > 0 and -1 <= summary["speaker_similarity"] <= 1
+    assert summary["duration_mae_frames"] >= 0 and np.isfinite(summary["length_error"])
+    assert "MCD" in format_table(report)
+
+
+def test_second_build_reuses_feature_cache(voice_run, monkeypatch):
+    from cinematic.tasks import voice
+    from cinematic.tasks.base import BuildContext
+
+    def boom(*args, **kwargs):
+        raise AssertionError("features were recomputed")
+
+    monkeypatch.setattr(voice, "extract_features", boom)
+    root = voice_run["root"]
+    ctx = BuildContext(run_dir=root / "x", cache_dir=root / "work" / "cache", device=torch.device("cpu"))
+    built = voice.VoiceTask().build(voice_run["cfg"], voice_run["data"], ctx)
+    assert len(built.train_set) + len(built.val_set) == 12
+    # resume: the restored vocabularies win over the data's
+    state = torch.load(voice_run["result"].best_checkpoint, weights_only=True)["task_state"]
+    ctx.restored_state = state
+    task = voice.VoiceTask()
+    task.build(voice_run["cfg"], voice_run["data"], ctx)
+    assert task.export_state()["symbols"] == state["symbols"]
+
+
+def test_recipe_runs_acoustic_then_vocoder_per_stage(monkeypatch, tmp_path):
+    import cinematic.training.trainer as trainer
+    from cinematic.tasks.voice import train_recipe
+
+    calls = []
+    monkeypatch.setattr(
+        trainer, "run_training", lambda task, cfg, data, resume=None: calls.append((task, resume))
+    )
+    cfg = load_config("tiny")
+    cfg.training.work_dir = str(tmp_path)
+    for stage, expected in [
+        ("all", [("voice", "auto"), ("vocoder", "auto")]),
+        ("acoustic", [("voice", None)]),
+        ("vocoder", [("vocoder", None)]),
+    ]:
+        calls.clear()
+        train_recipe(
+            cfg, tmp_path, resume="auto" if stage == "all" else None, args=argparse.Namespace(stage=stage)
+        )
+        assert calls == expected
