@@ -180,3 +180,21 @@ def test_resume_path_alone_restores_config_and_data_dir(toy_cfg, data_dir, tmp_p
     assert cfg.training.learning_rate == 0.02 and cfg.training.work_dir == str(tmp_path / "work")
     result = run_training("toy", cfg, resolved_dir, resume=str(moved))
     assert result.step == 6 and result.run_dir.name == "continued"
+
+
+def test_resume_auto_without_config_takes_it_from_the_run_folder(toy_cfg, data_dir, tmp_path, monkeypatch):
+    from cinematic.training.launch import resolve_run_config
+
+    first = run_training("toy", toy_cfg(max_steps=4, learning_rate=0.03), data_dir)
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml
+    args = argparse.Namespace(
+        task="toy",
+        config=None,
+        data_dir=None,
+        resume="auto",
+        overrides=["training.max_steps=6"],
+        work_dir=str(first.run_dir.parent),
+    )
+    cfg, resolved_dir = resolve_run_config(args)
+    assert resolved_dir == data_dir and cfg.training.learning_rate == 0.03
+    assert run_training("toy", cfg, resolved_dir, resume="auto").step == 6

@@ -19,14 +19,26 @@ def resolve_run_config(args: argparse.Namespace) -> tuple[Config, Path]:
     """Config and data folder for a training command.
 
     `--resume PATH` without `--config` takes both from the checkpoint, so a run continues exactly as it
-    was started. Otherwise `--config` (default ./config.yaml when present) and `--data_dir` (default
+    was started; so does `--resume auto` without `--config` and without ./config.yaml, from the newest
+    valid checkpoint in <--work_dir or ./work_dir>/<task>/ (a `torchrun --max-restarts` restart needs
+    nothing else). Otherwise `--config` (default ./config.yaml when present) and `--data_dir` (default
     ./data/<task>)."""
     data_dir = args.data_dir
+    checkpoint, source = None, None
     if args.resume and args.resume != "auto" and args.config is None:
         from cinematic.api import read_checkpoint
 
-        checkpoint = read_checkpoint(args.resume)
-        cfg = config_from_dict(apply_overrides(checkpoint["config"], args.overrides), source=args.resume)
+        checkpoint, source = read_checkpoint(args.resume), args.resume
+    elif args.resume == "auto" and args.config is None and not Path("config.yaml").is_file():
+        from cinematic.training.checkpointing import find_resume_checkpoint
+
+        ckpt_dir = Path(args.work_dir or "./work_dir") / args.task / "checkpoints"
+        found = find_resume_checkpoint(ckpt_dir)
+        if found is not None:
+            source, checkpoint = str(found[0]), found[1]
+            log.info("--resume auto without --config: using the config stored in %s", source)
+    if checkpoint is not None:
+        cfg = config_from_dict(apply_overrides(checkpoint["config"], args.overrides), source=str(source))
         data_dir = data_dir or checkpoint.get("data_dir")
     else:
         config_path = args.config
