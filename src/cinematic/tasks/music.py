@@ -1,0 +1,574 @@
+"""The music task: the Music Transformer on MIDI files (symbolic route), and the `train_music.py`
+recipe that picks the symbolic or the audio route.
+
+Data (DESIGN §3): `*.mid|*.midi` with optional same-stem `.json` labels. Every file is encoded once
+with the performance tokenizer (cached under `<work_dir>/cache/music_tokens/`, keyed by the file's
+hash and the tokenizer). Training items are random crops of `max_seq_len + 1` tokens (input + shifted
+target), augmented on the fly as in the paper (§4.2): transposition by −3…+3 semitones (a draw that
+would move a note out of the piano range keeps the original pitch) and a time-stretch from
+{0.95, 0.975, 1, 1.025, 1.05} (or uniform ±`tempo_augmentation`). All randomness of an item comes from
+`item_rng(seed, epoch, index)`, so a resumed run draws exactly what an uninterrupted one would.
+Validation cuts each held-out piece into consecutive segments (each target token counted once) and
+reports NLL per token (`val/loss`) and per second of music.
+
+Label vocabularies (emotion, genre, scene; index 0 = the null label) are built from the data, stored in
+the checkpoint through `export_state`, and reused from the checkpoint when a run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from cinematic.configs import Config
+from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.tokenizers.midi import make_tokenizer
+from cinematic.errors import UserError
+from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
+from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
+from cinematic.utils import atomic_write_bytes, file_sha1, item_rng
+
+log = logging.getLogger(__name__)
+
+MODEL = "music"
+IGNORE_INDEX = -100
+CONDITIONS = ("emotion", "genre", "scene")
+NULL_LABEL = "<none>"
+"""Index 0 of every label vocabulary: the unconditional (guidance) label."""
+SAMPLE_RATE = 44100
+AUDIO_SPEC = "cinematic.tasks.music_audio:train_audio_recipe"
+
+
+# -------------------------------------------------------------------------------------- model setup
+
+
+def active_conditions(section: MusicModelConfig) -> list[str]:
+    """The conditions switched on in `music_model` (emotion_conditioning, genre_…, scene_…)."""
+    return [name for name in CONDITIONS if getattr(section, f"{name}_conditioning")]
+
+
+def model_config(
+    section: MusicModelConfig, vocab_size: int, labels: Mapping[str, Sequence[str]], num_streams: int = 1
+) -> MusicTransformerConfig:
+    """`music_model` + the data's vocabularies → the model's config (the audio route passes its K)."""
+    return MusicTransformerConfig(
+        vocab_size=vocab_size,
+        num_streams=num_streams,
+        num_layers=section.num_layers,
+        num_heads=section.num_heads,
+        embed_dim=section.embed_dim,
+        ff_dim=section.ff_dim,
+        dropout=section.dropout,
+        max_relative_position=section.max_relative_position,
+        attention=section.attention,
+        local_block_length=section.local_block_length,
+        condition_sizes=tuple(len(labels[name]) for name in labels),
+        conditioning=section.conditioning,
+        condition_dropout=section.condition_dropout,
+        tie_embeddings=section.tie_embeddings,
+    )
+
+
+def label_vocabularies(
+    label_dicts: Sequence[Mapping[str, Any]], conditions: Sequence[str]
+) -> dict[str, list[str]]:
+    """{condition: [NULL_LABEL, sorted labels seen…]}; labels are free strings (numbers are str()-ed)."""
+    vocab = {}
+    for name in conditions:
+        seen = {str(d[name]) for d in label_dicts if d.get(name) not in (None, "")}
+        vocab[name] = [NULL_LABEL, *sorted(seen)]
+    return vocab
+
+
+def condition_ids(labels: Mapping[str, Any], vocab: Mapping[str, Sequence[str]]) -> np.ndarray:
+    """One item's labels → ids (0 for a missing or unknown label)."""
+    ids = []
+    for name, known in vocab.items():
+        value = labels.get(name)
+        ids.append(known.index(str(value)) if value not in (None, "") and str(value) in known else 0)
+    return np.asarray(ids, dtype=np.int64)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved from a DDP- or compile-wrapped model load into the plain one."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+class MidiCropDataset(Dataset):
+    """Random crops of `seq_len + 1` tokens with transposition and time-stretch (training).
+
+    An epoch has ⌈len/seq_len⌉ items per piece, so long pieces are seen in proportion to their length."""
+
+    def __init__(
+        self,
+        pieces: Sequence[np.ndarray],
+        conditions: Sequence[np.ndarray],
+        tokenizer: Any,
+        section: MusicModelConfig,
+        seed: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.seq_len = section.max_seq_len
+        self.pieces = [
+            np.concatenate([[tokenizer.bos_id], p, [tokenizer.eos_id]]).astype(np.int64) for p in pieces
+        ]
+        self.conditions = list(conditions)
+        self.transpose_range = section.transpose_range
+        self.time_stretch = list(section.time_stretch) or [1.0]
+        self.tempo_augmentation = section.tempo_augmentation
+        self.seed = seed
+        self.epoch = 0
+        counts = [max(1, math.ceil((len(p) - 1) / self.seq_len)) for p in self.pieces]
+        self.owner = np.repeat(np.arange(len(self.pieces)), counts)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def _stretch_factor(self, rng: np.random.Generator) -> float:
+        if self.tempo_augmentation:
+            return float(rng.uniform(1 - self.tempo_augmentation, 1 + self.tempo_augmentation))
+        return float(self.time_stretch[rng.integers(len(self.time_stretch))])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = item_rng(self.seed, self.epoch, index)
+        piece_index = int(self.owner[index])
+        piece = self.pieces[piece_index]
+        need = self.seq_len + 1
+        # crop a little more than needed: a stretch > 1 can only add TIME_SHIFTs, < 1 remove some
+        window = int(need * 1.1) + 2
+        start = int(rng.integers(0, max(1, len(piece) - need + 1)))
+        tokens = piece[start : start + window]
+        semitones = int(rng.integers(-self.transpose_range, self.transpose_range + 1))
+        factor = self._stretch_factor(rng)
+        moved = self.tokenizer.transpose(tokens, semitones)
+        tokens = moved if moved is not None else tokens  # out of the piano range: keep the original
+        tokens = self.tokenizer.stretch(tokens, factor)[:need]
+        return {
+            "tokens": torch.from_numpy(np.ascontiguousarray(tokens)),
+            "conditions": torch.from_numpy(self.conditions[piece_index]),
+        }
+
+
+class MidiSegmentDataset(Dataset):
+    """Consecutive segments of `seq_len + 1` tokens sharing one boundary token, so every token of a
+    held-out piece is a target exactly once (validation)."""
+
+    def __init__(
+        self, pieces: Sequence[np.ndarray], conditions: Sequence[np.ndarray], tokenizer: Any, seq_len: int
+    ) -> None:
+        self.items: list[tuple[np.ndarray, np.ndarray]] = []
+        for piece, cond in zip(pieces, conditions, strict=True):
+            seq = np.concatenate([[tokenizer.bos_id], piece, [tokenizer.eos_id]]).astype(np.int64)
+            for start in range(0, len(seq) - 1, seq_len):
+                self.items.append((seq[start : start + seq_len + 1], cond))
+
+    def set_epoch(self, epoch: int) -> None:  # deterministic; present for the trainer's uniform call
+        pass
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        tokens, cond = self.items[index]
+        return {"tokens": torch.from_numpy(tokens), "conditions": torch.from_numpy(cond)}
+
+
+def collate_tokens(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest item: inputs (B, T), targets (B, T) with padding = IGNORE_INDEX."""
+    length = max(len(item["tokens"]) for item in items)
+    tokens = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    for row, item in enumerate(items):
+        tokens[row, : len(item["tokens"])] = item["tokens"]
+    inputs = tokens[:, :-1].clamp(min=0)  # padded inputs only feed padded targets (causal)
+    return {
+        "inputs": inputs,
+        "targets": tokens[:, 1:],
+        "conditions": torch.stack([i["conditions"] for i in items]),
+    }
+
+
+# ------------------------------------------------------------------------------------------- task
+
+
+class MusicTask:
+    """Music Transformer on MIDI: tokenizer, label vocabularies, crops, NLL, samples, export."""
+
+    name = "music"
+
+    def __init__(self) -> None:
+        self.tokenizer: Any = None
+        self.labels: dict[str, list[str]] = {}
+        self.model_cfg: MusicTransformerConfig | None = None
+        self.sample_labels: dict[str, str] = {}
+        self.sample_length = 256
+        self.seed = 0
+
+    # --------------------------------------------------------------------------------- build
+
+    def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
+        from cinematic.data.balance import balanced_weights, stratified_split
+        from cinematic.data.dataset import read_music_dir
+
+        section = cfg.music_model
+        items = [item for item in read_music_dir(data_dir) if item.kind == "midi"]
+        if not items:
+            raise UserError(
+                f"{data_dir}: no MIDI files (*.mid, *.midi). The symbolic music route needs MIDI; for audio "
+                "files train with `cinematic train music` / train_music.py, which picks the audio route."
+            )
+        restored = ctx.restored_state or {}
+        kind = restored.get("tokenizer", {}).get("kind", section.tokenizer)
+        self.tokenizer = make_tokenizer(kind)
+        if "labels" in restored:  # resume: the checkpoint's vocabularies, never rebuilt from the data
+            self.labels = {k: list(v) for k, v in restored["labels"].items()}
+        else:
+            self.labels = label_vocabularies([item.labels for item in items], active_conditions(section))
+        self.model_cfg = model_config(section, self.tokenizer.vocab_size, self.labels)
+        self.seed = cfg.training_for("music").seed
+
+        with ctx.local_main_first():
+            pieces = [self._encode_cached(item.path, ctx.cache_dir) for item in items]
+        conditions = [condition_ids(item.labels, self.labels) for item in items]
+        keep = [i for i, p in enumerate(pieces) if len(p) > 0]
+        if len(keep) < len(items):
+            log.warning("skipping %d MIDI file(s) without notes", len(items) - len(keep))
+        if not keep:
+            raise UserError(f"{data_dir}: the MIDI files hold no (non-drum) notes")
+
+        groups = [str(items[i].labels.get("emotion", NULL_LABEL)) for i in keep]
+        train_pos, val_pos = stratified_split(
+            groups, cfg.data.val_fraction, self.seed, cfg.data.max_val_items
+        )
+        train_idx, val_idx = [keep[i] for i in train_pos], [keep[i] for i in val_pos]
+        train_set = MidiCropDataset(
+            [pieces[i] for i in train_idx],
+            [conditions[i] for i in train_idx],
+            self.tokenizer,
+            section,
+            self.seed,
+        )
+        val_set = (
+            MidiSegmentDataset(
+                [pieces[i] for i in val_idx],
+                [conditions[i] for i in val_idx],
+                self.tokenizer,
+                section.max_seq_len,
+            )
+            if val_idx
+            else None
+        )
+        weights = None
+        if cfg.data.balance_attributes:
+            piece_groups = [
+                tuple(str(items[i].labels.get(a, NULL_LABEL)) for a in cfg.data.balance_attributes)
+                for i in train_idx
+            ]
+            per_piece = balanced_weights(piece_groups, cfg.data.balance_alpha)
+            weights = [float(per_piece[o]) for o in train_set.owner]
+        self._pick_sample_labels([items[i].labels for i in train_idx])
+        self.sample_length = min(512, section.max_seq_len)
+        log.info(
+            "music: %d training / %d validation MIDI files, %d tokens; labels %s",
+            len(train_idx),
+            len(val_idx),
+            sum(len(pieces[i]) for i in train_idx),
+            {k: len(v) - 1 for k, v in self.labels.items()},
+        )
+        model = MusicTransformer(self.model_cfg)
+        return Built(
+            models={MODEL: model},
+            train_set=train_set,
+            val_set=val_set,
+            collate_fn=collate_tokens,
+            sample_weights=weights,
+            throughput_unit="tokens",
+        )
+
+    def _encode_cached(self, path: Path, cache_dir: Path) -> np.ndarray:
+        """Tokens of one file, from `<cache>/music_tokens/<sha1>-<tokenizer>.npy` when present."""
+        cache = Path(cache_dir) / "music_tokens" / f"{file_sha1(path)}-{self.tokenizer.kind}.npy"
+        if cache.is_file():
+            return np.load(cache)
+        from cinematic.data.tokenizers.midi import load_score
+
+        tokens = self.tokenizer.encode(load_score(path))
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, tokens)
+        atomic_write_bytes(cache, buffer.getvalue())
+        return tokens
+
+    def _pick_sample_labels(self, label_dicts: Sequence[Mapping[str, Any]]) -> None:
+        """Samples during training use each condition's most common label."""
+        self.sample_labels = {}
+        for name in self.labels:
+            counts = Counter(str(d[name]) for d in label_dicts if d.get(name) not in (None, ""))
+            if counts:
+                self.sample_labels[name] = counts.most_common(1)[0][0]
+
+    # ------------------------------------------------------------------------------ training
+
+    def training_step(
+        self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
+    ) -> StepOutput:
+        model = models[MODEL]
+        device = next(model.parameters()).device
+        inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
+        logits = model(inputs, batch["conditions"].to(device))[:, 0]  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
+        counted = targets != IGNORE_INDEX
+        with torch.no_grad():
+            accuracy = ((logits.argmax(-1) == targets) & counted).sum() / counted.sum().clamp(min=1)
+        return StepOutput(loss=loss, metrics={"accuracy": accuracy.detach()}, num_items=int(counted.sum()))
+
+    @torch.no_grad()
+    def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
+        model = models[MODEL]
+        device = next(model.parameters()).device
+        nll = correct = tokens = 0.0
+        seconds = 0.0
+        for batch in loader:
+            inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
+            logits = model(inputs, batch["conditions"].to(device))[:, 0].float()
+            counted = targets != IGNORE_INDEX
+            nll += F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
+            correct += ((logits.argmax(-1) == targets) & counted).sum().item()
+            tokens += counted.sum().item()
+            for row in targets.cpu().numpy():
+                seconds += self.tokenizer.seconds(row[row != IGNORE_INDEX])
+        if tokens == 0:
+            return {}
+        metrics = {
+            "val/loss": nll / tokens,
+            "val/nll_per_token": nll / tokens,
+            "val/accuracy": correct / tokens,
+        }
+        if seconds > 0:
+            metrics["val/nll_per_second"] = nll / seconds
+        return metrics
+
+    # -------------------------------------------------------------------------------- sample
+
+    def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
+        """One generated piece: the MIDI file, its piano roll and its synthesized audio."""
+        from cinematic.generation.music import MusicGenerator
+
+        model = unwrap(models[MODEL])
+        generator = MusicGenerator(model, self.tokenizer, self.labels)
+        was_training = model.training
+        model.eval()
+        try:
+            score = generator.generate(
+                **self.sample_labels, length=self.sample_length, seed=step, temperature=1.0
+            )
+        finally:
+            model.train(was_training)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"music_step{step:07d}.mid"
+        score.dump_midi(str(path))
+        tag = "/".join(self.sample_labels.values()) or "unconditional"
+        media = [
+            Media("file", "sample/midi", path),
+            Media("image", "sample/piano_roll", piano_roll_figure(score, title=f"step {step}: {tag}")),
+        ]
+        audio = render_audio(score)
+        if audio is not None:
+            media.append(Media("audio", "sample/audio", audio, sample_rate=SAMPLE_RATE))
+        return media
+
+    # -------------------------------------------------------------------------------- export
+
+    def export_state(self) -> dict[str, Any]:
+        if self.tokenizer is None or self.model_cfg is None:
+            raise RuntimeError("export_state() before build()")
+        model_cfg = asdict(self.model_cfg)
+        model_cfg["condition_sizes"] = list(model_cfg["condition_sizes"])
+        return {
+            "representation": "midi",
+            "tokenizer": self.tokenizer.state(),
+            "labels": {k: list(v) for k, v in self.labels.items()},
+            "model_config": model_cfg,
+            "sample_labels": dict(self.sample_labels),
+        }
+
+    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+        """A `MusicGenerator` from a checkpoint alone (EMA weights when the run kept them); audio-route
+        checkpoints go to `cinematic.tasks.music_audio:load_audio_inference`."""
+        from cinematic.generation.music import MusicGenerator
+        from cinematic.tasks import import_object
+
+        state = checkpoint.get("task_state") or {}
+        if state.get("representation") == "audio":
+            return import_object("cinematic.tasks.music_audio:load_audio_inference")(
+                checkpoint, device, **kwargs
+            )
+        if "model_config" not in state or "tokenizer" not in state:
+            raise UserError(
+                "this checkpoint has no music tokenizer/model settings; is it a music checkpoint?"
+            )
+        cfg = dict(state["model_config"])
+        cfg["condition_sizes"] = tuple(cfg["condition_sizes"])
+        model = MusicTransformer(MusicTransformerConfig(**cfg))
+        weights = (checkpoint.get("ema") or {}).get(MODEL) or checkpoint["model"][MODEL]
+        model.load_state_dict(strip_prefixes(weights))
+        model.to(device).eval()
+        return MusicGenerator(model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"])
+
+
+# ------------------------------------------------------------------------------------ media helpers
+
+
+def render_audio(score: Any) -> np.ndarray | None:
+    """Stereo float32 (2, samples) from the project's synthesizer, or None when it is unavailable."""
+    try:
+        from cinematic.data.synth import render_score
+    except ImportError:
+        log.warning("cinematic.data.synth is not available: music samples are written without audio")
+        return None
+    if score.note_num() == 0:
+        return None
+    return np.asarray(render_score(score, sample_rate=SAMPLE_RATE, stereo=True), dtype=np.float32)
+
+
+def piano_roll_figure(score: Any, title: str = "") -> Any:
+    """A matplotlib Figure of the notes (time in seconds × MIDI pitch, colour = velocity)."""
+    from matplotlib.figure import Figure
+
+    from cinematic.data.tokenizers.midi import PerformanceTokenizer
+
+    notes = PerformanceTokenizer().normalize(score)
+    fig = Figure(figsize=(8, 3), dpi=100)
+    ax = fig.add_subplot()
+    if len(notes):
+        ax.barh(
+            notes[:, 2],
+            notes[:, 1] - notes[:, 0],
+            left=notes[:, 0],
+            height=0.8,
+            color=[(0.1, 0.3, 0.7, 0.3 + 0.7 * v / 127) for v in notes[:, 3]],
+        )
+        ax.set_ylim(notes[:, 2].min() - 2, notes[:, 2].max() + 2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------- train recipe
+
+
+def resolve_representation(cfg: Config, data_dir: Path) -> str:
+    """`music_model.representation` → "midi" or "audio" (auto: MIDI when the folder holds MIDI files)."""
+    from cinematic.data.dataset import read_music_dir
+
+    items = read_music_dir(data_dir)
+    has_midi = any(item.kind == "midi" for item in items)
+    has_audio = any(item.kind == "audio" for item in items)
+    wanted = cfg.music_model.representation
+    if wanted == "auto":
+        if has_midi and has_audio:
+            log.info(
+                "%s holds both MIDI and audio: training the symbolic (MIDI) route. For the audio route "
+                "set music_model.representation: audio (or --set music_model.representation=audio).",
+                data_dir,
+            )
+        if has_midi:
+            return "midi"
+        if has_audio:
+            return "audio"
+        raise UserError(f"{data_dir}: no music files (*.mid, *.midi, *.wav, *.flac, *.mp3, …) found")
+    if wanted == "midi" and not has_midi:
+        raise UserError(
+            f"{data_dir}: music_model.representation is midi but the folder holds no *.mid/*.midi files"
+        )
+    if wanted == "audio" and not has_audio:
+        raise UserError(
+            f"{data_dir}: music_model.representation is audio but the folder holds no audio files"
+        )
+    return wanted
+
+
+def train_recipe(
+    cfg: Config, data_dir: Path, resume: str | None = None, args: argparse.Namespace | None = None
+) -> Any:
+    """`cinematic train music` / train_music.py: the symbolic route runs one trainer run; the audio
+    route (tokenizer, transformer, vocoder) is `cinematic.tasks.music_audio:train_audio_recipe`."""
+    from cinematic.tasks import import_object
+
+    representation = resolve_representation(cfg, Path(data_dir))
+    cfg.music_model.representation = representation  # the checkpoint records the route it took
+    if representation == "audio":
+        return import_object(AUDIO_SPEC)(cfg, data_dir, resume, args)
+    from cinematic.training.trainer import run_training
+
+    return run_training(MODEL, cfg, Path(data_dir), resume=resume)
+
+
+# ------------------------------------------------------------------------------------ quickstart
+
+
+QUICKSTART_STEPS = 150
+
+
+def quickstart(qs: Any) -> list[Path]:
+    """Train a tiny Music Transformer on the demo MIDI files (about a minute on a CPU), report the
+    validation NLL per token before and after, and write music.mid and music.wav from the best checkpoint."""
+    from cinematic.api import load
+    from cinematic.generation.music import write_output
+    from cinematic.training.trainer import run_training
+
+    cfg = qs.fresh_config()
+    cfg.music_model.representation = "midi"
+    cfg.training.validate_at_start = True
+    cfg.training.max_steps = QUICKSTART_STEPS
+    cfg.training.learning_rate = 3e-3
+    cfg.training.warmup_steps = 10
+    cfg.training.validate_every_steps = 50
+    cfg.training.checkpoint_every_steps = 50
+    result = run_training(MODEL, cfg, Path(qs.data_root) / "music")
+    metric = "val/nll_per_token"
+    before = (result.metrics_before or {}).get(metric, float("nan"))
+    qs.report("music", metric, before, result.metrics_after.get(metric, float("nan")))
+
+    generator = load(result.best_checkpoint or result.last_checkpoint)
+    emotions = generator.known_labels.get("emotion") or []
+    labels = {"emotion": emotions[0]} if emotions else {}
+    score = generator.generate(**labels, length=512, seed=0, temperature=0.9, guidance=1.5)
+    written = [write_output(generator, score, Path(qs.samples_dir) / "music.mid")]
+    if score.note_num():
+        written.append(write_output(generator, score, Path(qs.samples_dir) / "music.wav"))
+    return written

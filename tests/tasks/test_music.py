@@ -1,0 +1,324 @@
+"""Music task (symbolic route): data, training through the trainer, checkpoint-only generation, the CLI,
+label following with classifier-free guidance, and the representation dispatch to the audio route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cinematic.data.tokenizers.midi import PerformanceTokenizer
+from cinematic.errors import UserError
+from cinematic.generation.music import MusicGenerator
+from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
+from cinematic.tasks.base import BuildContext
+from cinematic.tasks.music import (
+    IGNORE_INDEX,
+    MidiCropDataset,
+    MidiSegmentDataset,
+    MusicTask,
+    collate_tokens,
+    resolve_representation,
+    train_recipe,
+)
+
+TOK = PerformanceTokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny models here gain nothing from a second intra-op thread; on a shared machine its
+    spin-waiting made them many times slower. Restores the session's setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def music_dir(tmp_path_factory) -> Path:
+    """The demo's 12 MIDI pieces with their JSON labels (no audio: rendering is not needed here)."""
+    from cinematic.data.demo import music_pieces
+
+    folder = tmp_path_factory.mktemp("music") / "music"
+    folder.mkdir()
+    for piece in music_pieces(0):
+        piece.score.dump_midi(str(folder / f"{piece.stem}.mid"))
+        (folder / f"{piece.stem}.json").write_text(json.dumps(piece.labels))
+    return folder
+
+
+def _tiny_cfg(work_dir: Path, steps: int = 6):
+    from cinematic.configs import load_config
+
+    cfg = load_config("tiny")
+    cfg.training.work_dir = str(work_dir)
+    cfg.training.max_steps = steps
+    cfg.training.validate_every_steps = steps
+    cfg.training.checkpoint_every_steps = steps
+    cfg.training.validate_at_start = True
+    cfg.music_model.max_seq_len = 64
+    cfg.music_model.max_relative_position = 64
+    cfg.music_model.num_layers = 1
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def trained(music_dir, tmp_path_factory):
+    """One short trainer run on the demo MIDI files (session scope: the tests below share it)."""
+    from cinematic.training.trainer import run_training
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = run_training("music", _tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
+    finally:
+        torch.set_num_threads(previous)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def _section(**overrides):
+    from cinematic.configs.model_config import MusicModelConfig
+
+    return MusicModelConfig(**{"max_seq_len": 32, **overrides})
+
+
+def test_training_crops_are_deterministic_per_epoch_and_index():
+    pieces = [TOK.encode_notes(np.array([[i * 0.1, i * 0.1 + 0.3, 50 + i % 20, 80] for i in range(60)]))]
+    data = MidiCropDataset(pieces, [np.array([1, 0, 2])], TOK, _section(), seed=7)
+    assert len(data) == int(np.ceil((len(pieces[0]) + 1) / 32))
+    first = data[0]["tokens"]
+    assert len(first) == 33 and torch.equal(data[0]["tokens"], first)
+    draws = set()
+    for epoch in range(6):
+        data.set_epoch(epoch)
+        draws.add(tuple(data[0]["tokens"].tolist()))
+    assert len(draws) > 1  # crops and augmentation change with the epoch
+    data.set_epoch(0)
+    assert torch.equal(data[0]["tokens"], first)  # ... and come back exactly (exact resume)
+    assert data[0]["conditions"].tolist() == [1, 0, 2]
+
+
+def test_augmentation_transposes_within_three_semitones_and_keeps_the_piano_range():
+    notes = np.array([[i * 0.05, i * 0.05 + 0.1, 60 + i % 5, 80] for i in range(40)])
+    data = MidiCropDataset(
+        [TOK.encode_notes(notes)], [np.zeros(0, dtype=np.int64)], TOK, _section(max_seq_len=512), seed=0
+    )
+    shifts = set()
+    for epoch in range(30):
+        data.set_epoch(epoch)
+        pitches = TOK.decode_notes(data[0]["tokens"].numpy())[:, 2]
+        shifts.add(int(pitches.min()) - 60)
+    assert shifts <= set(range(-3, 4)) and len(shifts) >= 4
+    high = np.array([[0.0, 0.5, 107, 80]])  # a B7: only downward transpositions stay on the piano
+    data = MidiCropDataset([TOK.encode_notes(high)], [np.zeros(0, dtype=np.int64)], TOK, _section(), seed=0)
+    for epoch in range(20):
+        data.set_epoch(epoch)
+        assert TOK.decode_notes(data[0]["tokens"].numpy())[:, 2].max() <= 108
+
+
+def test_validation_segments_count_every_token_once():
+    piece = np.arange(3, 3 + 70)
+    data = MidiSegmentDataset([piece], [np.zeros(0, dtype=np.int64)], TOK, seq_len=32)
+    batch = collate_tokens([data[i] for i in range(len(data))])
+    targets = batch["targets"][batch["targets"] != IGNORE_INDEX]
+    assert targets.tolist() == [*piece.tolist(), TOK.eos_id]  # BOS is never a target, EOS is
+    assert batch["inputs"].min() >= 0
+
+
+def test_resume_reuses_the_checkpoint_label_vocabularies(music_dir, tiny_config, tmp_path):
+    restored = {"labels": {"emotion": ["<none>", "calm", "epic"]}, "tokenizer": {"kind": "performance"}}
+    ctx = BuildContext(
+        run_dir=tmp_path, cache_dir=tmp_path / "cache", device=torch.device("cpu"), restored_state=restored
+    )
+    task = MusicTask()
+    built = task.build(tiny_config, music_dir, ctx)
+    assert task.labels == restored["labels"]
+    assert built.models["music"].cfg.condition_sizes == (3,)
+    assert any((tmp_path / "cache" / "music_tokens").glob("*.npy"))  # token cache written
+
+
+def test_a_folder_without_midi_is_a_user_error(tmp_path, tiny_config):
+    (tmp_path / "a.wav").write_bytes(b"")
+    ctx = BuildContext(run_dir=tmp_path, cache_dir=tmp_path / "cache", device=torch.device("cpu"))
+    with pytest.raises(UserError, match="no MIDI files"):
+        MusicTask().build(tiny_config, tmp_path, ctx)
+
+
+# --------------------------------------------------------------------------- trainer end to end
+
+
+def test_training_lowers_nll_and_stores_what_generation_needs(trained):
+    assert trained.metrics_after["val/loss"] < trained.metrics_before["val/loss"]
+    assert trained.metrics_after["val/nll_per_second"] > 0
+    checkpoint = torch.load(trained.last_checkpoint, weights_only=True)
+    state = checkpoint["task_state"]
+    assert state["representation"] == "midi" and state["tokenizer"]["kind"] == "performance"
+    assert state["labels"]["emotion"][0] == "<none>" and "epic" in state["labels"]["emotion"]
+    assert any(name.endswith("relative_embeddings") for name in checkpoint["model"]["music"])
+    assert list(trained.run_dir.glob("samples/**/*.mid"))  # the validation sample's MIDI file
+
+
+def test_checkpoint_alone_generates_and_the_seed_fixes_the_output(trained):
+    from cinematic import load
+
+    music = load(trained.last_checkpoint)
+    a = music.generate_tokens(emotion="epic", length=40, seed=3)
+    b = music.generate_tokens(emotion="epic", length=40, seed=3)
+    c = music.generate_tokens(emotion="epic", length=40, seed=4)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    score = music.generate(emotion="sad", length=40, seed=0)
+    assert type(score).__name__.startswith("Score")
+
+
+def test_unknown_label_is_an_error_listing_the_known_ones(trained):
+    from cinematic import load
+
+    music = load(trained.last_checkpoint)
+    with pytest.raises(UserError, match="unknown emotion 'joyful'.*epic.*sad"):
+        music.generate(emotion="joyful", length=4)
+
+
+def test_generate_command_writes_midi_and_wav_and_continues_a_primer(trained, tmp_path):
+    import soundfile as sf
+
+    from cinematic.cli import main
+
+    primer = tmp_path / "primer.mid"
+    TOK.decode(TOK.encode_notes(np.array([[0.0, 0.5, 60, 80], [0.5, 1.0, 64, 80]]))).dump_midi(str(primer))
+    mid, wav = tmp_path / "out.mid", tmp_path / "out.wav"
+    common = [
+        "--checkpoint",
+        str(trained.last_checkpoint),
+        "--emotion",
+        "epic",
+        "--seed",
+        "1",
+        "--guidance",
+        "2",
+    ]
+    assert (
+        main(["generate", "music", *common, "--length", "60", "--primer", str(primer), "--out", str(mid)])
+        == 0
+    )
+    notes = TOK.normalize(__import__("symusic").Score(str(mid)))
+    assert notes[:2, 2].tolist() == [60, 64]  # the primer is kept at the start
+    assert (
+        main(["generate", "music", *common, "--length", "60", "--primer", str(primer), "--out", str(wav)])
+        == 0
+    )
+    audio, rate = sf.read(str(wav))
+    assert rate == 44100 and audio.ndim == 2 and np.abs(audio).max() > 0.01
+    assert main(["generate", "music", *common, "--emotion", "joyful", "--out", str(mid)]) == 2
+
+
+# ---------------------------------------------------------------- label following with guidance
+
+PITCH_SETS = {1: (60, 64, 67), 2: (61, 65, 68), 3: (62, 66, 69)}
+
+
+def _synthetic_sequence(rng: np.random.Generator, label: int, notes: int = 8) -> list[int]:
+    out = [TOK.bos_id]
+    for _ in range(notes):
+        pitch = int(rng.choice(PITCH_SETS[label]))
+        out += [TOK.note_on_offset + pitch, TOK.shift_offset + 9, TOK.note_off_offset + pitch]
+    return out
+
+
+def test_samples_follow_the_requested_emotion_with_guidance():
+    """The emotion decides the pitch set; trained with condition dropout, sampled with guidance 2 and
+    nucleus p = 0.9, a draw follows the label when every note is in that label's set."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = MusicTransformerConfig(
+        vocab_size=TOK.vocab_size,
+        num_layers=2,
+        num_heads=2,
+        embed_dim=32,
+        ff_dim=64,
+        dropout=0.0,
+        max_relative_position=64,
+        condition_sizes=(4,),
+        condition_dropout=0.3,
+    )
+    model = MusicTransformer(cfg)
+    steps = 300
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1, (s + 1) / 20) * max(0.05, 1 - s / steps)
+    )
+    for _ in range(steps):
+        labels = rng.integers(1, 4, size=16)
+        batch = torch.tensor([_synthetic_sequence(rng, int(label)) for label in labels])
+        logits = model(batch[:, :-1], torch.from_numpy(labels).view(-1, 1))[:, 0]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    music = MusicGenerator(model, TOK, {"emotion": ["<none>", "a", "b", "c"]})
+    followed = total = 0
+    for label, name in ((1, "a"), (2, "b"), (3, "c")):
+        for seed in range(12):
+            score = music.generate(emotion=name, length=24, seed=seed, guidance=2.0, top_p=0.9)
+            pitches = {note.pitch for note in score.tracks[0].notes}
+            followed += bool(pitches) and pitches <= set(PITCH_SETS[label])
+            total += 1
+    assert followed / total >= 0.9
+    first = music.generate_tokens(emotion="a", length=24, seed=0, guidance=2.0, top_p=0.9)
+    other = music.generate_tokens(emotion="b", length=24, seed=0, guidance=2.0, top_p=0.9)
+    assert not np.array_equal(first, other)
+
+
+# --------------------------------------------------------------------- representation dispatch
+
+
+def test_auto_representation_prefers_midi_and_says_how_to_choose_audio(tmp_path, tiny_config, caplog):
+    (tmp_path / "a.mid").write_bytes(b"")
+    (tmp_path / "a.wav").write_bytes(b"")
+    with caplog.at_level("INFO"):
+        assert resolve_representation(tiny_config, tmp_path) == "midi"
+    assert "representation=audio" in caplog.text
+    (tmp_path / "a.mid").unlink()
+    assert resolve_representation(tiny_config, tmp_path) == "audio"
+    tiny_config.music_model.representation = "midi"
+    with pytest.raises(UserError, match="no \\*.mid"):
+        resolve_representation(tiny_config, tmp_path)
+
+
+def test_train_recipe_hands_audio_folders_to_the_audio_route(tmp_path, tiny_config, monkeypatch):
+    import cinematic.tasks as tasks
+
+    (tmp_path / "a.wav").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(
+        tasks, "import_object", lambda spec: lambda *a: calls.append((spec, a)) or "audio-done"
+    )
+    assert train_recipe(tiny_config, tmp_path, resume=None, args=None) == "audio-done"
+    assert calls[0][0] == "cinematic.tasks.music_audio:train_audio_recipe"
+    assert calls[0][1][0].music_model.representation == "audio"
+
+
+def test_audio_checkpoints_are_delegated_by_generate_and_load(tmp_path, monkeypatch):
+    import argparse
+
+    import cinematic.tasks as tasks
+    from cinematic.generation.music import generate_command
+
+    path = tmp_path / "audio.pth"
+    torch.save({"task": "music", "task_state": {"representation": "audio"}}, path)
+    calls = []
+    monkeypatch.setattr(tasks, "import_object", lambda spec: lambda *a, **k: calls.append(spec) or 0)
+    assert generate_command(argparse.Namespace(checkpoint=str(path), out="x.wav")) == 0
+    MusicTask().inference(torch.load(path, weights_only=True))
+    assert calls == [
+        "cinematic.generation.music_audio:generate_command",
+        "cinematic.tasks.music_audio:load_audio_inference",
+    ]
