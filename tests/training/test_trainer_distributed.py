@@ -58,7 +58,12 @@ def torchrun_results(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1", "TOY_NOISE": "0"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {path.stem: torch.load(path, weights_only=True) for path in (root / "out").glob("*.pt")}
+    results = {path.stem: torch.load(path, weights_only=True) for path in (root / "out").glob("*.pt")}
+    for run in ("toy_ddp", "toy_fsdp", "toy_gan_ddp", "toy_gan_fsdp"):
+        results[f"{run}_checkpoint"] = torch.load(
+            root / "work" / run / "checkpoints" / "last.pth", weights_only=True
+        )
+    return results
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -85,3 +90,15 @@ def test_fsdp_matches_ddp_and_its_checkpoint_resumes(task, torchrun_results):
     fsdp = torchrun_results[f"{task}_fsdp_rank0"]  # gathered on rank 0
     assert max_diff(fsdp, torchrun_results[f"{task}_ddp_rank0"]) < 1e-6
     assert max_diff(fsdp, torchrun_results[f"{task}_fsdp_resumed_rank0"]) < 1e-6
+
+
+@pytest.mark.parametrize("task", ["toy", "toy_gan"])
+def test_fsdp_checkpoint_holds_the_same_ema_and_optimizer_state_as_ddp(task, torchrun_results):
+    ddp, fsdp = torchrun_results[f"{task}_ddp_checkpoint"], torchrun_results[f"{task}_fsdp_checkpoint"]
+    assert fsdp["ema"] and max_diff(fsdp["ema"], ddp["ema"]) < 1e-6
+    for phase, state in ddp["optimizers"].items():
+        other = fsdp["optimizers"][phase]["state"]
+        assert set(state["state"]) == set(other)  # the same parameter names, whatever the strategy
+        for name, values in state["state"].items():
+            for key, value in values.items():
+                assert torch.allclose(value.float(), other[name][key].float(), atol=1e-6), (phase, name, key)

@@ -196,5 +196,4 @@ def _start_wandb(cfg: Config, run_name: str, logs_root: Path) -> Any:
         name=run_name,
         dir=str(folder),
         config=cfg.to_dict(),
-        reinit=True,
     )
