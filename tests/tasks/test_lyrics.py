@@ -123,6 +123,22 @@ def test_language_balanced_weights_bring_the_rare_language_up(tmp_path):
     assert natural < 0.3 and weighted == pytest.approx(0.5)  # alpha 0: every language equally often
 
 
+def test_build_on_resume_reuses_the_checkpoints_vocabulary(corpus, tmp_path, caplog):
+    first = LyricsTask()
+    first.build(small_config(), corpus, context(tmp_path / "a"))
+    state = first.export_state()
+    grown = write_corpus(tmp_path / "grown")
+    (grown / "it").mkdir()
+    (grown / "it" / "nuovo.txt").write_text("[verse]\nsole cuore", encoding="utf-8")
+    (grown / "en" / "sad00.json").write_text(json.dumps({"emotion": "furious"}), encoding="utf-8")
+    again = LyricsTask()
+    built = again.build(small_config(), grown, context(tmp_path / "b", restored=state))
+    assert again.tokenizer.state() == first.tokenizer.state()  # same ids, same labels
+    assert again.export_state()["model_config"] == state["model_config"]
+    assert "language=it" in caplog.text and "emotion=furious" in caplog.text
+    assert len(built.train_set) > 0
+
+
 # ----------------------------------------------------------------------------------- conditioning
 
 
@@ -226,23 +242,35 @@ def test_unknown_label_exits_2_listing_the_checkpoints_values(trained, tmp_path,
 
 
 def test_resume_is_exact_and_keeps_the_checkpoints_vocabulary(corpus, tmp_path):
+    """8 steps straight == resume from the step-6 checkpoint (in the second epoch) + 2 steps, with
+    condition dropout on: every draw is a function of (seed, epoch, item)."""
     from cinematic.api import read_checkpoint
     from cinematic.training.trainer import run_training
 
-    def run(work: Path, steps: int, resume: str | None = None):
-        cfg = small_config(f"training.max_steps={steps}", "training.validate_every_steps=100",
-                           "training.checkpoint_every_steps=3", "lyrics_model.condition_dropout=0.5")  # fmt: skip
-        cfg.training.work_dir = str(work)
-        return run_training("lyrics", cfg, corpus, resume=resume)
+    def config(run_name: str):
+        cfg = small_config(
+            "training.max_steps=8",
+            "training.validate_every_steps=100",
+            "training.checkpoint_every_steps=3",
+            "training.keep_last_k=3",
+            "lyrics_model.condition_dropout=0.5",
+        )
+        cfg.training.work_dir = str(tmp_path)
+        cfg.training.run_name = run_name
+        return cfg
 
-    straight = read_checkpoint(run(tmp_path / "a", 6).last_checkpoint)
-    run(tmp_path / "b", 3)
-    first = read_checkpoint(tmp_path / "b" / "lyrics" / "checkpoints" / "last.pth")
-    resumed = read_checkpoint(run(tmp_path / "b", 6, resume="auto").last_checkpoint)
-    assert resumed["step"] == 6
-    assert resumed["task_state"]["tokenizer"] == first["task_state"]["tokenizer"]
-    for name, tensor in straight["model"]["lyrics"].items():
-        assert torch.equal(tensor, resumed["model"]["lyrics"][name]), name
+    straight = run_training("lyrics", config("straight"), corpus)
+    middle = straight.run_dir / "checkpoints" / "step_6.pth"
+    resumed = run_training("lyrics", config("resumed"), corpus, resume=str(middle))
+    a, b, mid = (
+        read_checkpoint(straight.last_checkpoint),
+        read_checkpoint(resumed.last_checkpoint),
+        read_checkpoint(middle),
+    )
+    assert mid["epoch"] >= 1 and b["step"] == 8
+    assert b["task_state"]["tokenizer"] == mid["task_state"]["tokenizer"]
+    for name, tensor in a["model"]["lyrics"].items():
+        assert torch.equal(tensor, b["model"]["lyrics"][name]), name
 
 
 def test_generation_past_the_block_keeps_the_prefix_and_slides_the_text():
