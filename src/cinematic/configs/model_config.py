@@ -204,16 +204,28 @@ class LyricsModelConfig(StrictModel):
     vocab_size: int = Field(50257, ge=260)
     """Target BPE vocabulary; a corpus too small for it yields a smaller one (logged)."""
     num_layers: int = Field(12, ge=1)
+    """Transformer blocks (GPT-2 small: 12)."""
     num_heads: int = Field(12, ge=1)
+    """Attention heads; must divide embed_dim."""
     embed_dim: int = Field(768, ge=8)
     dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on embeddings, attention weights and residual branches."""
     max_seq_len: int = Field(1024, ge=16)
+    """Training block length in tokens (songs are packed into blocks of this size)."""
     languages: list[str] = Field(default_factory=lambda: ["en", "es", "fr", "de"])
+    """Languages you expect (folder names); languages found in the data are trained too."""
     emotion_conditioning: bool = True
     genre_conditioning: bool = True
     scene_conditioning: bool = True
     condition_dropout: float = Field(0.1, ge=0, le=1)
+    """Probability of leaving out each condition (language, emotion, genre, scene) in training."""
     balance_alpha: float = Field(0.3, ge=0, le=1)
     """Language-balanced sampling temperature (1 natural, 0 uniform)."""
     tie_embeddings: bool = True
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> LyricsModelConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        return self
