@@ -65,6 +65,13 @@ def crafted(tmp_path_factory):
     (voice / "empty.txt").write_text("  \n")
     (voice / "latin.txt").write_bytes("Está bien, señor.".encode("latin-1"))
     (voice / "speaker.json").write_text('{"language": "es"}')
+    lyrics = root / "lyrics"
+    (lyrics / "en").mkdir(parents=True)
+    (lyrics / "fr").mkdir()
+    (lyrics / "en" / "song.txt").write_text("[verse]\nWe ride at dawn\n")
+    (lyrics / "en" / "song.json").write_text('{"emotion": "epic"}')
+    (lyrics / "en" / "blank.txt").write_text("\n\n")
+    (lyrics / "fr" / "chanson.txt").write_bytes("[chorus]\nÇa va très bien\n".encode("latin-1"))
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
     report, files = clean_folder(root, root.parent / "clean", progress=False)
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
@@ -95,6 +102,10 @@ def crafted(tmp_path_factory):
         ("voice/amy/missing.wav", "rejected", "transcript_missing"),
         ("voice/amy/empty.wav", "rejected", "transcript_empty"),
         ("voice/amy/latin.wav", "fixed", "transcript_encoding"),
+        ("lyrics/en/song.txt", "ok", None),
+        ("lyrics/en/song.json", "ok", None),
+        ("lyrics/en/blank.txt", "rejected", "empty"),
+        ("lyrics/fr/chanson.txt", "fixed", "encoding"),
     ],
 )
 def test_each_crafted_problem_is_reported_with_its_reason(crafted, path, status, reason):
@@ -121,6 +132,11 @@ def test_report_and_clean_copy_keep_the_layout_and_originals_untouched(crafted):
     assert (clean / "voice" / "amy" / "latin.txt").read_text(encoding="utf-8") == "Está bien, señor.\n"
     assert not (clean / "voice" / "amy" / "missing.wav").exists()
     assert not (clean / "voice" / "amy" / "empty.txt").exists()
+    assert (clean / "lyrics" / "en" / "song.json").read_text() == '{"emotion": "epic"}'
+    assert (clean / "lyrics" / "fr" / "chanson.txt").read_text(
+        encoding="utf-8"
+    ) == "[chorus]\nÇa va très bien\n"
+    assert not (clean / "lyrics" / "en" / "blank.txt").exists()
 
 
 def test_clean_command_exits_zero_with_rejections_and_two_when_it_cannot_run(crafted, tmp_path, capsys):

@@ -485,7 +485,7 @@ def write_clean_copy(
         if entry.status == "rejected":
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if entry.kind == "lyrics":
+        if entry.kind == "lyrics" and path.suffix.lower() == ".txt":
             atomic_write_bytes(dest, (entry.text or "").encode("utf-8"))
             continue
         if path.suffix.lower() in AUDIO_SUFFIXES:
