@@ -146,9 +146,34 @@ def test_resume_reuses_the_checkpoint_label_vocabularies(music_dir, tiny_config,
 
 def test_a_folder_without_midi_is_a_user_error(tmp_path, tiny_config):
     (tmp_path / "a.wav").write_bytes(b"")
+    tiny_config.music_model.representation = "midi"
     ctx = BuildContext(run_dir=tmp_path, cache_dir=tmp_path / "cache", device=torch.device("cpu"))
     with pytest.raises(UserError, match="no MIDI files"):
         MusicTask().build(tiny_config, tmp_path, ctx)
+
+
+def test_audio_runs_are_handed_to_the_audio_task(tmp_path, tiny_config, monkeypatch):
+    import cinematic.tasks as tasks
+
+    class FakeAudioTask:
+        def build(self, *args):
+            return "built"
+
+        def training_step(self, *args):
+            return "step"
+
+        def export_state(self):
+            return {"representation": "audio"}
+
+    specs = []
+    monkeypatch.setattr(tasks, "import_object", lambda spec: specs.append(spec) or FakeAudioTask)
+    (tmp_path / "a.wav").write_bytes(b"")
+    ctx = BuildContext(run_dir=tmp_path, cache_dir=tmp_path / "cache", device=torch.device("cpu"))
+    task = MusicTask()
+    assert task.build(tiny_config, tmp_path, ctx) == "built"  # auto + audio only → the audio route
+    assert specs == ["cinematic.tasks.music_audio:AudioMusicTask"]
+    assert task.training_step({}, None, "main", {}) == "step"
+    assert task.export_state() == {"representation": "audio"}
 
 
 # --------------------------------------------------------------------------- trainer end to end

@@ -231,13 +231,28 @@ class MusicTask:
         self.sample_labels: dict[str, str] = {}
         self.sample_length = 256
         self.seed = 0
+        self.audio: Any = None
+        """The audio route's task (`cinematic.tasks.music_audio:AudioMusicTask`) when this run is an
+        audio one; every method below then hands over to it."""
 
     # --------------------------------------------------------------------------------- build
+
+    def _route(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> str:
+        restored = (ctx.restored_state or {}).get("representation")
+        if restored in ("midi", "audio"):  # a resumed run keeps its route
+            return restored
+        if cfg.music_model.representation == "auto":
+            return resolve_representation(cfg, data_dir)
+        return cfg.music_model.representation
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
         from cinematic.data.balance import balanced_weights, stratified_split
         from cinematic.data.dataset import read_music_dir
+        from cinematic.tasks import import_object
 
+        if self._route(cfg, Path(data_dir), ctx) == "audio":
+            self.audio = import_object("cinematic.tasks.music_audio:AudioMusicTask")()
+            return self.audio.build(cfg, data_dir, ctx)
         section = cfg.music_model
         items = [item for item in read_music_dir(data_dir) if item.kind == "midi"]
         if not items:
@@ -341,6 +356,8 @@ class MusicTask:
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
+        if self.audio is not None:
+            return self.audio.training_step(models, batch, phase, scratch)
         model = models[MODEL]
         device = next(model.parameters()).device
         inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
@@ -353,6 +370,8 @@ class MusicTask:
 
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
+        if self.audio is not None:
+            return self.audio.validate(models, loader)
         model = models[MODEL]
         device = next(model.parameters()).device
         nll = correct = tokens = 0.0
@@ -383,6 +402,8 @@ class MusicTask:
 
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         """One generated piece: the MIDI file, its piano roll and its synthesized audio."""
+        if self.audio is not None:
+            return self.audio.sample(models, step, out_dir)
         from cinematic.generation.music import MusicGenerator
 
         model = unwrap(models[MODEL])
@@ -412,6 +433,8 @@ class MusicTask:
     # -------------------------------------------------------------------------------- export
 
     def export_state(self) -> dict[str, Any]:
+        if self.audio is not None:
+            return self.audio.export_state()
         if self.tokenizer is None or self.model_cfg is None:
             raise RuntimeError("export_state() before build()")
         model_cfg = asdict(self.model_cfg)
