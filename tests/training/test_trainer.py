@@ -22,6 +22,8 @@ def test_run_writes_checkpoints_config_and_metrics(toy_cfg, data_dir):
     assert result.best_checkpoint is not None
     assert result.metrics_after["val/loss"] < result.metrics_before["val/loss"]
 
+    for path in (result.run_dir / "checkpoints").glob("*.pth"):  # every file, safely loadable
+        assert torch.load(path, map_location="cpu", weights_only=True)["task"] == "toy"
     ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
     assert ckpt["format_version"] == 1 and ckpt["task"] == "toy" and ckpt["step"] == 20
     assert ckpt["config"]["training"]["max_steps"] == 20
@@ -59,6 +61,12 @@ def test_loader_workers_see_the_epoch_set_on_the_dataset(toy_cfg, data_dir, monk
     task = get_task("toy")
     Trainer(task, "toy", cfg, data_dir).fit()
     assert task.seen_epochs == {0, 1, 2}
+
+
+def test_keep_last_k_zero_writes_no_periodic_files(toy_cfg, data_dir):
+    result = run_training("toy", toy_cfg(max_steps=8, keep_last_k=0), data_dir)
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
+    assert torch.load(result.last_checkpoint, weights_only=True)["step"] == 8
 
 
 def test_fresh_run_refuses_to_overwrite_a_used_folder(toy_cfg, data_dir):
