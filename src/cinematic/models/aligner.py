@@ -49,7 +49,10 @@ class AlignmentEncoder(nn.Module):
         (B, T_mel, T_text). The log-probabilities (before the prior) feed the forward-sum loss."""
         keys = self.key_proj(text)  # (B, A, T_text)
         queries = self.query_proj(mels)  # (B, A, T_mel)
-        distance = (queries.unsqueeze(-1) - keys.unsqueeze(2)).pow(2).sum(1)  # (B, T_mel, T_text)
+        # ‖q − k‖² = ‖q‖² + ‖k‖² − 2 q·k: one batched matmul instead of a (B, A, T_mel, T_text) difference tensor.
+        cross = torch.bmm(queries.transpose(1, 2), keys)  # (B, T_mel, T_text)
+        distance = queries.pow(2).sum(1).unsqueeze(-1) + keys.pow(2).sum(1).unsqueeze(1) - 2 * cross
+        distance = distance.clamp(min=0)
         # The paper's temperature 0.0005 assumes raw log-mel scale distances; it keeps early softmaxes soft.
         logits = -self.temperature * distance
         logits = logits.masked_fill(text_mask.unsqueeze(1), -float("inf"))

@@ -535,16 +535,16 @@ def train_recipe(cfg: Config, data_dir: Path, resume: str | None, args: argparse
     from cinematic.training.trainer import run_training
 
     stage = getattr(args, "stage", "all") or "all"
+    work_dir = Path(cfg.training.work_dir)
+    voice_ckpts = work_dir / "voice" / "checkpoints"
     if stage in {"acoustic", "all"}:
-        run_training("voice", cfg, data_dir, resume=resume)
+        result = run_training("voice", cfg, data_dir, resume=resume)
+        voice_ckpts = getattr(result, "run_dir", work_dir / "voice") / "checkpoints"
     if stage in {"vocoder", "all"}:
         # A checkpoint path names one run: it resumes that stage only; "auto" resumes each stage.
         vocoder_resume = resume if (stage == "vocoder" or resume == "auto") else None
-        run_training("vocoder", cfg, data_dir, resume=vocoder_resume)
-        record_vocoder(
-            Path(cfg.training.work_dir) / "voice" / "checkpoints",
-            Path(cfg.training.work_dir) / "vocoder" / "checkpoints",
-        )
+        result = run_training("vocoder", cfg, data_dir, resume=vocoder_resume)
+        record_vocoder(voice_ckpts, getattr(result, "run_dir", work_dir / "vocoder") / "checkpoints")
 
 
 def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
@@ -569,7 +569,7 @@ def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
 QUICKSTART_STEPS = 240
 QUICKSTART_SENTENCES = {
     "en": "The quick brown fox jumps over the lazy dog.",
-    "es": "El viento del norte sopla sobre las montañas.",
+    "es": "El viento del norte sopla sobre el mar.",
     "fr": "Le vent du nord souffle sur les montagnes.",
     "de": "Der Nordwind weht über die Berge.",
 }

@@ -159,13 +159,17 @@ def espeak_voice(language: str) -> str:
 def _backend(voice: str) -> Any:
     from phonemizer.backend import EspeakBackend
 
+    # phonemizer warns when espeak-ng splits or joins words ("words count mismatch"); harmless without
+    # word-level separators, and it would print on every batch.
+    quiet = logging.getLogger("cinematic.phonemizer")
+    quiet.setLevel(logging.ERROR)
     return EspeakBackend(
         voice,
         preserve_punctuation=True,
         with_stress=True,
         language_switch="remove-flags",
         punctuation_marks=';:,.!?¡¿—…"«»“”()',
-        logger=logging.getLogger("phonemizer"),
+        logger=quiet,
     )
 
 
