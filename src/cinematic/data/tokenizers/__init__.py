@@ -1,0 +1,1 @@
+"""cinematic.data.tokenizers."""
