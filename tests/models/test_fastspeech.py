@@ -171,3 +171,32 @@ def test_adaptation_parameters_are_the_speaker_parts(voice_cfg):
     total = sum(p.numel() for p in model.parameters())
     assert params[0] is model.speaker_embedding.weight
     assert sum(p.numel() for p in params) < total / 4
+
+
+def test_given_durations_replace_the_aligner(voice_cfg):
+    """TextGrid durations: the decoder input follows them exactly, and pitch averages use the same frames."""
+    model = _model(voice_cfg).train()
+    batch = _batch(seed=2, batch=1)
+    n, t = int(batch["text_lengths"][0]), int(batch["mel_lengths"][0])
+    given = torch.full((1, n), t // n)
+    given[0, -1] += t - int(given.sum())
+    out = model(
+        **{
+            k: batch[k]
+            for k in (
+                "tokens",
+                "text_lengths",
+                "mels",
+                "mel_lengths",
+                "pitch",
+                "energy",
+                "speakers",
+                "languages",
+                "dvectors",
+            )
+        },
+        durations=given,
+    )
+    assert out["durations"].tolist() == given.tolist()
+    first = int(given[0, 0])
+    torch.testing.assert_close(out["pitch_target"][0, 0], batch["pitch"][0, :first].mean())

@@ -307,3 +307,101 @@ def test_recipe_runs_acoustic_then_vocoder_per_stage(monkeypatch, tmp_path):
             cfg, tmp_path, resume="auto" if stage == "all" else None, args=argparse.Namespace(stage=stage)
         )
         assert calls == expected
+
+
+TEXTGRID = """File type = "ooTextFile"
+Object class = "TextGrid"
+
+xmin = 0
+xmax = 0.5
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "words"
+        xmin = 0
+        xmax = 0.5
+        intervals: size = 1
+        intervals [1]:
+            xmin = 0
+            xmax = 0.5
+            text = "hi"
+    item [2]:
+        class = "IntervalTier"
+        name = "phones"
+        xmin = 0
+        xmax = 0.5
+        intervals: size = 3
+        intervals [1]:
+            xmin = 0
+            xmax = 0.1
+            text = ""
+        intervals [2]:
+            xmin = 0.1
+            xmax = 0.3
+            text = "HH"
+        intervals [3]:
+            xmin = 0.3
+            xmax = 0.5
+            text = "AY1"
+"""
+
+
+def test_textgrid_phone_tier_gives_symbols_and_frame_durations(tmp_path):
+    from cinematic.tasks.voice import read_textgrid_phones
+
+    path = tmp_path / "a.TextGrid"
+    path.write_text(TEXTGRID)
+    mel = MelConfig()  # 22050 / 256 ≈ 86.13 frames per second
+    symbols, durations = read_textgrid_phones(path, mel)
+    assert symbols == [" ", "HH", "AY1"]
+    assert durations == [9, 17, 17] and sum(durations) == round(0.5 * 22050 / 256)
+
+
+def test_cli_clone_and_evaluate(voice_run, tmp_path, capsys, monkeypatch):
+    import json
+
+    from cinematic.cli import main
+    from cinematic.generation import speech
+
+    ref = tmp_path / "newvoice"
+    ref.mkdir()
+    for wav in sorted(voice_run["heldout"].glob("*.wav"))[:2]:
+        shutil.copy(wav, ref / wav.name)
+        shutil.copy(wav.with_suffix(".txt"), ref / wav.with_suffix(".txt").name)
+    out = tmp_path / "cloned.pth"
+    ckpt = str(voice_run["result"].best_checkpoint)
+    assert (
+        main(["clone", "--checkpoint", ckpt, "--reference_dir", str(ref), "--steps", "2", "--out", str(out)])
+        == 0
+    )
+    assert "--speaker newvoice" in capsys.readouterr().out
+    assert torch.load(out, weights_only=True)["task_state"]["speakers"][-1] == "newvoice"
+    assert (
+        main(["clone", "--checkpoint", ckpt, "--reference_dir", str(tmp_path / "nope"), "--out", str(out)])
+        == 2
+    )
+
+    monkeypatch.setattr(speech, "_vocoder_from", lambda spec, device: GriffinLimVocoder(MelConfig()))
+    monkeypatch.setattr(speech.evaluate_voice, "__defaults__", (1,))
+    report = tmp_path / "report.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "voice",
+                "--checkpoint",
+                str(out),
+                "--vocoder",
+                str(out),
+                "--data_dir",
+                str(tmp_path),
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    assert "MCD" in capsys.readouterr().out
+    assert json.loads(report.read_text())["clips"][0]["seen_speaker"] is True
