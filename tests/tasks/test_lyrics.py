@@ -107,9 +107,12 @@ def test_condition_dropout_depends_only_on_seed_epoch_and_item(corpus, tmp_path)
     assert all(torch.equal(a, data[i]["idx"]) for i, a in enumerate(first))  # same (epoch, item): same draw
     data.set_epoch(1)
     assert any(not torch.equal(a, data[i]["idx"]) for i, a in enumerate(first))  # next epoch: new draws
-    kept = torch.cat([data[i]["idx"] for i in range(len(data))])
-    lang_ids = list(task.tokenizer.label_ids["language"].values())
-    assert 0 < int(torch.isin(kept, torch.tensor(lang_ids)).sum()) < len(data) * 3  # some dropped, some kept
+    tokens = torch.cat([data[i]["idx"] for i in range(len(data))])
+    tok = task.tokenizer
+    songs = int((tokens == tok.bos_id).sum())
+    kept = int(torch.isin(tokens, torch.tensor(list(tok.label_ids["language"].values()))).sum())
+    dropped = int((tokens == tok.no_label_ids["language"]).sum())
+    assert 0.2 * songs < kept < 0.8 * songs and kept + dropped == songs  # about half, in the same slot
 
 
 def test_language_balanced_weights_bring_the_rare_language_up(tmp_path):
@@ -143,7 +146,7 @@ def test_build_on_resume_reuses_the_checkpoints_vocabulary(corpus, tmp_path, cap
 
 
 def test_samples_use_the_requested_languages_words(tmp_path):
-    """A tiny model trained briefly (100 steps) on a corpus where each (language, emotion) has its own
+    """A tiny model trained briefly (130 steps) on a corpus where each (language, emotion) has its own
     words writes in the language it is asked for in at least 90 % of draws, mostly in the emotion's words."""
     from cinematic.generation.lyrics import LyricsGenerator
 
@@ -152,7 +155,7 @@ def test_samples_use_the_requested_languages_words(tmp_path):
     torch.manual_seed(0)
     built = task.build(small_config(), root, context(tmp_path))
     model = built.models["lyrics"]
-    sampler = WeightedRandomSampler(built.sample_weights, 8 * 100, generator=torch.Generator().manual_seed(0))
+    sampler = WeightedRandomSampler(built.sample_weights, 8 * 130, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for batch in DataLoader(built.train_set, batch_size=8, sampler=sampler, collate_fn=built.collate_fn):
         loss = task.training_step(built.models, batch, "main", {}).loss
@@ -166,7 +169,7 @@ def test_samples_use_the_requested_languages_words(tmp_path):
         )
         words = [re.findall(r"\w+", draw.replace("[verse]", "")) for draw in draws]
         share = [sum(w in LANGUAGE_WORDS[language] for w in ws) / max(1, len(ws)) for ws in words]
-        assert sum(s >= 0.75 for s in share) >= 18, draws
+        assert sum(s >= 0.7 for s in share) >= 18, draws
         emotion_words = set(WORDS[(language, emotion)].split())
         assert sum(sum(w in emotion_words for w in ws) / max(1, len(ws)) for ws in words) / len(words) > 0.6
 

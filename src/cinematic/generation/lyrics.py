@@ -5,11 +5,11 @@
                            structure="verse,chorus,verse,chorus", seed=0)
 
 The song starts from the conditioning prefix the model was trained with (`<bos> <lang=es> <emotion=sad>
-<genre=ballad> <scene> ... </scene>`); labels left out are simply absent, as under condition dropout.
+<genre=ballad> <scene> ... </scene>`); a label left out takes its `<no-...>` slot, as under condition dropout.
 Tokens come one at a time through the KV cache, with temperature, top-k, top-p and the CTRL repetition
 penalty (`cinematic.generation.sampling`). The penalty applies to text tokens only: line breaks and
-section markers repeat in every song. With `guidance` ≠ 1 a second, unconditional stream (`<bos>` and
-the same text) runs beside the first and logits are combined as uncond + w·(cond − uncond).
+section markers repeat in every song. With `guidance` ≠ 1 a second, unconditional stream (every slot
+`<no-...>`, the same text) runs beside the first and logits are combined as uncond + w·(cond − uncond).
 
 `structure` (e.g. "verse,chorus,verse,chorus") forces the section markers: the first one opens the
 song, and a section ends when the model closes it itself (a new marker or <eos>), when it has written
@@ -169,7 +169,7 @@ class LyricsGenerator:
         text = torch.tensor(start, dtype=torch.long, device=self.device).reshape(1, -1).expand(B, -1)
         streams = [_Stream(model, prefix, B)]
         if guidance != 1.0:  # the unconditional stream: every condition dropped, as in training
-            streams.append(_Stream(model, [tok.bos_id], B))
+            streams.append(_Stream(model, self.prefix(), B))
         logits = [s.prefill(text) for s in streams]
 
         banned = torch.ones(model.config.vocab_size, dtype=torch.bool, device=self.device)

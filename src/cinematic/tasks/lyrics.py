@@ -5,10 +5,11 @@ song becomes one document
 
     <bos> <lang=es> <emotion=sad> <genre=ballad> <scene> a storm over the harbour </scene> [verse] \\n ... <eos>
 
-whose conditioning prefix (everything before the text) is not a prediction target. During training each
-of the four conditions (language, emotion, genre, scene) is left out with probability
-`lyrics_model.condition_dropout`, independently, so the same model is also unconditional and
-classifier-free guidance works at sampling. A song longer than a block is cut into pieces that each
+whose conditioning prefix (everything before the text) is not a prediction target. The prefix has fixed
+slots: a label that is missing from the data, or dropped, is written `<no-lang>`, `<no-emotion>`,
+`<no-genre>`, `<no-scene>`. During training each of the four conditions is dropped with probability
+`lyrics_model.condition_dropout`, independently, so any partial condition and the unconditional
+prefix are seen in their usual positions and classifier-free guidance works at sampling. A song longer than a block is cut into pieces that each
 repeat its prefix; pieces of one language are packed into `max_seq_len` blocks where attention and
 positions stay inside each song (`doc_ids`), so no song ever sees another song's conditioning.
 Blocks are drawn language-balanced (`balanced_weights`, α = `lyrics_model.balance_alpha`).
@@ -70,22 +71,17 @@ class Segment:
 
     @property
     def full_prefix_len(self) -> int:
-        return (
-            2
-            + (self.emotion is not None)
-            + (self.genre is not None)
-            + (len(self.scene) + 2 if self.scene else 0)
-        )
+        return 4 + (len(self.scene) + 2 if self.scene else 1)
 
 
 def build_prefix(
     tok: TextBPETokenizer, language: int | None, emotion: int | None, genre: int | None, scene: Sequence[int]
 ) -> list[int]:
-    """The conditioning prefix: <bos>, the label tokens present, then the scene in brackets."""
-    ids = [tok.bos_id] + [i for i in (language, emotion, genre) if i is not None]
-    if scene:
-        ids += [tok.scene_start_id, *scene, tok.scene_end_id]
-    return ids
+    """The conditioning prefix: <bos>, one slot per label (its token or <no-...>), then the scene in
+    brackets or <no-scene>. Fixed slots keep every partial condition close to what training showed."""
+    labels = zip(("language", "emotion", "genre"), (language, emotion, genre), strict=True)
+    ids = [tok.bos_id] + [tok.no_label_ids[kind] if value is None else value for kind, value in labels]
+    return ids + ([tok.scene_start_id, *scene, tok.scene_end_id] if scene else [tok.no_scene_id])
 
 
 def _label(labels: Mapping[str, Any], key: str) -> str | None:

@@ -6,7 +6,8 @@ Control tokens are registered as special tokens, so BPE never splits them and ea
 
     <bos> <eos> <pad>                       document boundaries and padding
     <lang=es> <emotion=sad> <genre=ballad>  one per label seen in the training data
-    <scene> ... </scene>                    brackets around a free-text scene description
+    <no-lang> <no-emotion> <no-genre>       a label that is unknown or dropped
+    <scene> ... </scene> <no-scene>         brackets around a free-text scene description, or none
     [intro] [verse] [pre-chorus] [chorus] [bridge] [outro]   song structure
     "\\n"                                    line break
 
@@ -31,10 +32,13 @@ log = logging.getLogger(__name__)
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 NEWLINE = "\n"
 SCENE_START, SCENE_END = "<scene>", "</scene>"
+NO_LABEL = {"language": "<no-lang>", "emotion": "<no-emotion>", "genre": "<no-genre>"}
+"""What stands in a condition's slot when it is unknown or dropped (the prefix keeps one shape)."""
+NO_SCENE = "<no-scene>"
 STRUCTURE = ("[intro]", "[verse]", "[pre-chorus]", "[chorus]", "[bridge]", "[outro]")
 LABEL_KINDS = {"language": "lang", "emotion": "emotion", "genre": "genre"}
 """Label kind -> the key spelled inside its control token (`<lang=en>`)."""
-FIXED_SPECIALS = (PAD, BOS, EOS, SCENE_START, SCENE_END, NEWLINE, *STRUCTURE)
+FIXED_SPECIALS = (PAD, BOS, EOS, SCENE_START, SCENE_END, NO_SCENE, *NO_LABEL.values(), NEWLINE, *STRUCTURE)
 STATE_VERSION = 1
 
 # "[Verse 2]", "[CHORUS]", "[Pre-Chorus:]", "[Hook]" ... -> the canonical structure token.
@@ -82,13 +86,16 @@ class TextBPETokenizer:
         self.pad_id, self.bos_id, self.eos_id = (self.token_id(t) for t in (PAD, BOS, EOS))
         self.newline_id = self.token_id(NEWLINE)
         self.scene_start_id, self.scene_end_id = self.token_id(SCENE_START), self.token_id(SCENE_END)
+        self.no_scene_id = self.token_id(NO_SCENE)
+        self.no_label_ids = {kind: self.token_id(token) for kind, token in NO_LABEL.items()}
         self.structure_ids = {name[1:-1]: self.token_id(name) for name in STRUCTURE}
         self.label_ids = {
             kind: {value: self.token_id(control_token(kind, value)) for value in values}
             for kind, values in self.labels.items()
         }
         self.control_ids = frozenset(
-            [self.pad_id, self.bos_id, self.scene_start_id, self.scene_end_id]
+            [self.pad_id, self.bos_id, self.scene_start_id, self.scene_end_id, self.no_scene_id]
+            + list(self.no_label_ids.values())
             + [i for ids in self.label_ids.values() for i in ids.values()]
         )
         """Ids that only condition: never generated, never shown in decoded text."""
