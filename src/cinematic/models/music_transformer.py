@@ -95,10 +95,13 @@ def skew(rel_logits: torch.Tensor) -> torch.Tensor:
     Out: (..., Lq, Lk) with entry [i, j] = query_i · E[d], d = (Lk − Lq + i) − j; entries with j after
     the query (d < 0) hold garbage and must be masked. Pad one zero column on the left, read the
     buffer as (Lk + 1, Lq), drop the first row, read it as (Lq, Lk)."""
-    *lead, lq, lk = rel_logits.shape
-    padded = F.pad(rel_logits, (1, 0))  # (..., Lq, Lk + 1)
-    padded = padded.reshape(*lead, lk + 1, lq)
-    return padded[..., 1:, :].reshape(*lead, lq, lk)
+    return _shift_padded(F.pad(rel_logits, (1, 0)))
+
+
+def _shift_padded(padded: torch.Tensor) -> torch.Tensor:
+    """The second half of `skew`: (..., Lq, Lk + 1) left-padded logits → (..., Lq, Lk)."""
+    *lead, lq, lk1 = padded.shape
+    return padded.reshape(*lead, lk1, lq)[..., 1:, :].reshape(*lead, lq, lk1 - 1)
 
 
 class RelativeMultiheadAttention(nn.Module):
@@ -131,7 +134,11 @@ class RelativeMultiheadAttention(nn.Module):
         rel = self.distance_embeddings(k.size(-2))
         if q.dim() == 5:  # local: (B, H, blocks, Lq, D_h)
             rel = rel.unsqueeze(1)
-        s_rel = skew(torch.matmul(q * scale, rel.transpose(-1, -2)))
+        # `skew` in two steps so that Q·Eᵀ is freed as soon as it is padded: two (L, L) buffers at
+        # the peak instead of three (relative attention then costs ~1.2× plain attention's memory)
+        padded = F.pad(torch.matmul(q * scale, rel.transpose(-1, -2)), (1, 0))
+        s_rel = _shift_padded(padded)
+        del padded
         s_rel = s_rel.masked_fill_(mask, float("-inf"))
         dropout = self.dropout if self.training else 0.0
         if q.dim() == 5:

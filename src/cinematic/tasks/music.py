@@ -347,7 +347,8 @@ class MusicTask:
         """Samples during training use each condition's most common label."""
         self.sample_labels = {}
         for name in self.labels:
-            counts = Counter(str(d[name]) for d in label_dicts if d.get(name) not in (None, ""))
+            known = set(self.labels[name][1:])  # a resumed run's vocabulary may lack a new label
+            counts = Counter(str(d[name]) for d in label_dicts if str(d.get(name)) in known)
             if counts:
                 self.sample_labels[name] = counts.most_common(1)[0][0]
 
