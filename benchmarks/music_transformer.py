@@ -21,6 +21,7 @@ Each measurement runs in its own process so peak memory (ru_maxrss) is not pollu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -121,7 +122,11 @@ def bench_generate(primer: int, new: int, cached: bool, timed_steps: int) -> dic
     model = _model(primer + new).eval()
     tokens = torch.randint(3, CONFIG["vocab_size"], (1, primer))
     steps = min(new, timed_steps)
-    with torch.no_grad():
+    from cinematic.generation.music import decode_threads
+
+    # cached decoding runs as `cinematic generate` runs it: one intra-op thread (see decode_threads)
+    threads = decode_threads(torch.device("cpu")) if cached else contextlib.nullcontext()
+    with torch.no_grad(), threads:
         start = time.perf_counter()
         if cached:
             cache = model.new_cache()
