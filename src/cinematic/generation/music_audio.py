@@ -1,0 +1,284 @@
+"""Generation for the music audio route: K-stream sampling with the delay pattern, mel-RVQ decoding and
+the music vocoder.
+
+One model step emits one token per stream; stream k at step s carries frame s − k (MusicGen's delay
+pattern, `cinematic.data.tokenizers.delay`), so T frames take T + K − 1 steps on the KV cache, each
+costing O(L). Where a stream has no frame yet (s < k) or any more (s ≥ T + k) its token is forced to
+EMPTY, as in training; EMPTY and BOS are never sampled. Temperature / top-k / top-p apply per stream;
+classifier-free guidance runs the conditional and the all-null rows as one batch of two and mixes
+their logits, uncond + w · (cond − uncond) (Ho & Salimans 2022).
+
+    music = cinematic.load("work_dir/music/checkpoints/best.pth")            # audio-route checkpoint
+    wav = music.generate(emotion="epic", duration=10.0, seed=0)             # float32 (samples,) at 44.1 kHz
+
+`cinematic generate music --checkpoint CKPT [--vocoder VCKPT] --emotion E --duration 10 --out out.wav`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cinematic.configs.model_config import MelConfig
+from cinematic.data.tokenizers.delay import deinterleave
+from cinematic.errors import UserError
+from cinematic.generation.sampling import guided_logits, sample_next
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def generate_codes(
+    model: Any,
+    conditions: Sequence[int] | torch.Tensor | None,
+    frames: int,
+    *,
+    empty_id: int,
+    bos_id: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    guidance: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Codes (K, frames) from a K-stream model; the same seed gives the same codes."""
+    device = next(model.parameters()).device
+    k_streams = model.cfg.num_streams
+    n_cond = model.num_conditions
+    cond = torch.as_tensor(list(conditions) if conditions is not None else [0] * n_cond, dtype=torch.long)
+    cond = cond.view(1, n_cond).to(device)
+    guided = guidance != 1.0 and n_cond > 0
+    if guided:  # row 0 conditional, row 1 all-null
+        cond = torch.cat([cond, torch.zeros_like(cond)])
+    rows = cond.size(0)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    steps = frames + k_streams - 1
+    stream = torch.arange(k_streams)
+    delayed = torch.full((k_streams, steps), empty_id, dtype=torch.long)
+    cache = model.new_cache()
+    logits = model(torch.full((rows, k_streams, 1), bos_id, dtype=torch.long, device=device), cond, cache)
+    step_range: Any = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        step_range = tqdm(step_range, desc="generating", unit="step")
+    for step in step_range:
+        last = logits[:, :, -1].float().cpu()  # (rows, K, V)
+        step_logits = guided_logits(last[0], last[1], guidance) if guided else last[0]  # (K, V)
+        step_logits[:, empty_id:] = float("-inf")  # EMPTY and BOS are forced, never sampled
+        tokens = sample_next(step_logits, temperature, top_k, top_p, generator=generator)  # (K,)
+        frame = step - stream
+        tokens = torch.where((frame >= 0) & (frame < frames), tokens, torch.full_like(tokens, empty_id))
+        delayed[:, step] = tokens
+        if step + 1 < steps:
+            column = tokens.view(1, k_streams, 1).expand(rows, -1, -1).to(device)
+            logits = model(column, cond, cache)
+    return deinterleave(delayed)
+
+
+def griffin_lim(mel: torch.Tensor | np.ndarray, mel_cfg: MelConfig, n_iter: int = 24) -> np.ndarray:
+    """A vocoder-free preview: log-mel → linear magnitude (pseudo-inverse of the filterbank) → Griffin-Lim.
+    Used for the training-time samples, before the music vocoder exists."""
+    import librosa
+
+    magnitude = np.exp(np.asarray(mel, dtype=np.float32))
+    fmax = mel_cfg.fmax if mel_cfg.fmax is not None else mel_cfg.sample_rate / 2
+    wav = librosa.feature.inverse.mel_to_audio(
+        magnitude,
+        sr=mel_cfg.sample_rate,
+        n_fft=mel_cfg.n_fft,
+        hop_length=mel_cfg.hop_length,
+        win_length=mel_cfg.win_length,
+        power=1.0,
+        n_iter=n_iter,
+        fmin=mel_cfg.fmin,
+        fmax=fmax,
+    )
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    return (wav * (0.9 / peak) if peak > 0.9 else wav).astype(np.float32)
+
+
+def mel_figure(mel: np.ndarray, title: str = "") -> Any:
+    """A matplotlib Figure of a log-mel (frames × mel bins)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3), dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(mel, origin="lower", aspect="auto", interpolation="nearest")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("mel bin")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+class AudioMusicGenerator:
+    """What `cinematic.load(music_checkpoint)` returns for the audio route.
+
+    music = cinematic.load("work_dir/music/checkpoints/best.pth")
+    wav = music.generate(emotion="epic", duration=10.0, seed=0)   # (samples,) float32, music.sample_rate
+    codes = music.generate_codes(emotion="epic", duration=10.0)   # (K, frames) RVQ codes
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        labels: Mapping[str, Sequence[str]],
+        vocoder: Any = None,
+        checkpoint_path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = {name: list(values) for name, values in labels.items()}
+        self._vocoder = vocoder
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.device = device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.tokenizer.mel_cfg.sample_rate
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.tokenizer.frames_per_second
+
+    @property
+    def known_labels(self) -> dict[str, list[str]]:
+        """{condition: labels the checkpoint knows} (without the null label)."""
+        return {name: values[1:] for name, values in self.labels.items()}
+
+    def condition_ids(self, **labels: str | None) -> list[int]:
+        """Label strings → ids; an unknown label is a UserError that lists what the checkpoint knows."""
+        from cinematic.generation.music import MusicGenerator
+
+        return MusicGenerator(self.model, None, self.labels).condition_ids(**labels)
+
+    def frames_for(self, duration: float) -> int:
+        if not duration > 0:
+            raise UserError(f"--duration must be positive, got {duration}")
+        return max(1, round(duration * self.frames_per_second))
+
+    def generate_codes(
+        self,
+        emotion: str | None = None,
+        genre: str | None = None,
+        scene: str | None = None,
+        duration: float = 10.0,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance: float = 1.0,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate))."""
+        from cinematic.tasks.music_audio import StreamVocab
+
+        vocab = StreamVocab(self.tokenizer.codebook_size)
+        conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene)
+        return generate_codes(
+            self.model,
+            conditions,
+            self.frames_for(duration),
+            empty_id=vocab.empty_id,
+            bos_id=vocab.bos_id,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            guidance=guidance,
+            seed=seed,
+            progress=progress,
+        )
+
+    def generate_mel(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Log-mel (n_mels, frames) decoded from generated codes; arguments as `generate_codes`."""
+        return self.tokenizer.decode(self.generate_codes(*args, **kwargs))
+
+    def generate(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Mono float32 waveform (frames × hop samples) at `sample_rate`; arguments as `generate_codes`."""
+        return self.vocode(self.generate_mel(*args, **kwargs))
+
+    # ------------------------------------------------------------------------------------ vocoder
+
+    @property
+    def vocoder(self) -> Any:
+        """The music vocoder: given, recorded in the checkpoint, or `vocoder_music/` beside the run."""
+        if self._vocoder is None or isinstance(self._vocoder, str | Path):
+            self._vocoder = self._load_vocoder(self._vocoder)
+        return self._vocoder
+
+    def _load_vocoder(self, path: str | Path | None) -> Any:
+        from cinematic.generation.vocode import Vocoder
+
+        candidates = [Path(path)] if path else []
+        if self.checkpoint_path is not None:  # <work_dir>/music/checkpoints/x.pth → <work_dir>/vocoder_music/
+            candidates.append(
+                self.checkpoint_path.resolve().parent.parent.parent
+                / "vocoder_music"
+                / "checkpoints"
+                / "best.pth"
+            )
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            tried = f" (tried {', '.join(map(str, candidates))})" if candidates else ""
+            raise UserError(
+                "no music vocoder for this checkpoint" + tried + ": pass --vocoder VCKPT (a vocoder_music "
+                "checkpoint, which train_music.py trains after the transformer)"
+            )
+        if path and Path(path) != found:
+            log.warning("recorded vocoder %s is missing: using %s", path, found)
+        vocoder = Vocoder.from_checkpoint(found, device=self.device)
+        vocoder.check_mel_config(self.tokenizer.mel_cfg, "this music model's tokenizer (music_model.audio)")
+        return vocoder
+
+    def vocode(self, mel: torch.Tensor) -> np.ndarray:
+        wav = np.asarray(self.vocoder.vocode(mel), dtype=np.float32)
+        peak = float(np.abs(wav).max()) if wav.size else 0.0
+        # a generated mel can be louder than anything the vocoder saw: scale down, never clip
+        return wav * (0.99 / peak) if peak > 0.99 else wav
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """`cinematic generate music` for audio-route checkpoints: codes → mel → vocoder → WAV."""
+    import time
+
+    from cinematic.api import read_checkpoint
+    from cinematic.data.audio import save_audio
+    from cinematic.tasks.music_audio import load_audio_inference
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise UserError(f"--out {out}: the audio route writes audio; give a .wav (or .flac) file")
+    checkpoint = read_checkpoint(args.checkpoint)
+    device = getattr(args, "device", "cpu")
+    music = load_audio_inference(checkpoint, device, vocoder=args.vocoder, checkpoint_path=args.checkpoint)
+    _ = music.vocoder  # a missing or mismatched vocoder fails before sampling, not after
+    start = time.perf_counter()
+    mel = music.generate_mel(
+        emotion=args.emotion,
+        genre=args.genre,
+        scene=args.scene,
+        duration=args.duration,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        guidance=args.guidance,
+        seed=args.seed,
+        progress=True,
+    )
+    wav = music.vocode(mel)
+    seconds = len(wav) / music.sample_rate
+    save_audio(out, wav, music.sample_rate)
+    print(
+        f"wrote {out} ({seconds:.2f} s at {music.sample_rate} Hz, generated in {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
