@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,6 +40,9 @@ from cinematic.errors import UserError
 from cinematic.models.lyrics_generator import IGNORE_INDEX, LyricsGPT, LyricsGPTConfig, padded_vocab_size
 from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
 from cinematic.utils import atomic_write_bytes, item_rng
+
+if TYPE_CHECKING:
+    from cinematic.data.dataset import Song
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def _label(labels: Mapping[str, Any], key: str) -> str | None:
 
 def song_segments(
     tok: TextBPETokenizer,
-    song: Any,
+    song: Song,
     capacity: int,
     scene_limit: int,
     use: Mapping[str, bool],
@@ -343,7 +346,7 @@ class LyricsTask:
     def _tokenizer(
         self,
         cfg: Config,
-        songs: Sequence[Any],
+        songs: Sequence[Song],
         train_idx: Sequence[int],
         use: Mapping[str, bool],
         ctx: BuildContext,
@@ -376,7 +379,7 @@ class LyricsTask:
                 atomic_write_bytes(path, json.dumps(tok.state(), ensure_ascii=False).encode("utf-8"))
         return TextBPETokenizer.from_state(json.loads(path.read_text(encoding="utf-8")))
 
-    def _conditions(self, songs: Sequence[Any], train_idx: Sequence[int]) -> list[dict[str, str]]:
+    def _conditions(self, songs: Sequence[Song], train_idx: Sequence[int]) -> list[dict[str, str]]:
         """One sampling condition per language (its most common emotion and genre), for the logger."""
         assert self.tokenizer is not None
         by_language: dict[str, list[Any]] = defaultdict(list)
