@@ -405,3 +405,23 @@ def test_cli_clone_and_evaluate(voice_run, tmp_path, capsys, monkeypatch):
     )
     assert "MCD" in capsys.readouterr().out
     assert json.loads(report.read_text())["clips"][0]["seen_speaker"] is True
+
+
+def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run, tmp_path):
+    """4 steps straight (features computed) == 2 steps + resume + 2 steps (features cached), bit for bit."""
+    from cinematic.training.trainer import run_training
+
+    def cfg(work: str, steps: int):
+        c = voice_run["cfg"].model_copy(deep=True)
+        c.training.work_dir = str(tmp_path / work)
+        c.training.max_steps, c.training.batch_size = steps, 2
+        c.training.checkpoint_every_steps = c.training.validate_every_steps = 2
+        c.voice_model.aligner_binarization_start_steps = 3
+        return c
+
+    straight = run_training("voice", cfg("a", 4), voice_run["data"])
+    run_training("voice", cfg("b", 2), voice_run["data"])
+    resumed = run_training("voice", cfg("b", 4), voice_run["data"], resume="auto")
+    a = torch.load(straight.last_checkpoint, weights_only=True)["model"]["acoustic"]
+    b = torch.load(resumed.last_checkpoint, weights_only=True)["model"]["acoustic"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -187,6 +187,10 @@ class PostNet(nn.Module):
             blocks.append(nn.Sequential(nn.Conv1d(c_in, c_out, 5, padding=2), nn.BatchNorm1d(c_out)))
         self.blocks = nn.ModuleList(blocks)
         self.dropout = nn.Dropout(dropout)
+        # Zero scale on the last batch norm: the residual starts at 0, so the postnet begins as the identity
+        # instead of adding unit-variance noise to the mel (it then learns only what improves it).
+        if blocks:
+            nn.init.zeros_(blocks[-1][1].weight)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, T, n_mels)
         x = mel.transpose(1, 2)
@@ -280,7 +284,7 @@ class FastSpeech2(nn.Module):
         return mel * keep, post * keep
 
     def _bucket(self, values: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-        return torch.bucketize(values.detach().contiguous(), bins)
+        return torch.bucketize(values.detach().to(bins.dtype).contiguous(), bins)  # bf16 under autocast
 
     # ------------------------------------------------------------------------------------------ training
 

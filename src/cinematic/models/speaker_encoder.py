@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import soxr
+import torch
 
 DVECTOR_DIM = 256
 ENCODER_SAMPLE_RATE = 16000
@@ -27,7 +28,10 @@ def _voice_encoder(device: str = "cpu"):  # noqa: ANN202 - resemblyzer's class
         warnings.simplefilter("ignore")
         from resemblyzer import VoiceEncoder
 
-    return VoiceEncoder(device, verbose=False)
+    # Its LSTM is randomly initialised before the pretrained weights replace it: keep that draw off the
+    # global RNG, so a training run's model init does not depend on whether features were cached.
+    with torch.random.fork_rng(devices=[]):
+        return VoiceEncoder(device, verbose=False)
 
 
 def _prepare(wav: np.ndarray, sample_rate: int) -> np.ndarray:
