@@ -188,8 +188,9 @@ class VocoderDataset(Dataset):
             return self._aligned_item(index, path)
         if self.segment_size is None:  # validation: the clip from its start, capped, whole frames
             audio = self.store.read(path, 0, self.max_samples)
-            audio = audio[: max(self.hop, len(audio) // self.hop * self.hop)]
-            audio = np.pad(audio, (0, self.hop * max(1, len(audio) // self.hop) - len(audio)))
+            # whole frames, and at least one window's worth (the reflect padding of the STFT needs it)
+            frames = max(len(audio) // self.hop, math.ceil(self.mel_cfg.n_fft / self.hop))
+            audio = np.pad(audio[: frames * self.hop], (0, max(0, frames * self.hop - len(audio))))
         else:
             n = self.store.length(path)
             start = int(item_rng(self.seed, self.epoch, index).integers(0, max(1, n - self.segment_size + 1)))
@@ -241,7 +242,9 @@ def stft_distance(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     for n_fft, hop, win in STFT_RESOLUTIONS:
         window = torch.hann_window(win, device=real.device)
         mags = [
-            torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-7)
+            torch.stft(x, n_fft, hop, win, window, pad_mode="constant", return_complex=True)
+            .abs()
+            .clamp_min(1e-7)
             for x in (real, fake)
         ]
         convergence = torch.linalg.norm(mags[0] - mags[1]) / torch.linalg.norm(mags[0]).clamp_min(1e-7)
