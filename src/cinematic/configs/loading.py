@@ -210,9 +210,11 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"
-    expected = _expected_type(error["loc"])
     value = error.get("input")
     detail = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":  # a check across keys (e.g. embed_dim vs num_heads): say it plainly
+        return f"{path}: {detail}"
+    expected = _expected_type(error["loc"])
     if expected:
         return f"{path}: expected {expected}, got {value!r} ({detail})"
     return f"{path}: {detail} (got {value!r})"
