@@ -68,13 +68,12 @@ def _tiny_cfg(work_dir: Path, steps: int = 6):
 
 @pytest.fixture(scope="session")
 def trained(music_dir, tmp_path_factory):
-    """One short trainer run on the demo MIDI files (session scope: the tests below share it)."""
-    from cinematic.training.trainer import run_training
-
+    """One short trainer run on the demo MIDI files through `train_music.py`'s recipe (auto route →
+    MIDI → the trainer); session scope: the tests below share it."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = run_training("music", _tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
+        result = train_recipe(_tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
     finally:
         torch.set_num_threads(previous)
     return result
@@ -185,6 +184,7 @@ def test_training_lowers_nll_and_stores_what_generation_needs(trained):
     checkpoint = torch.load(trained.last_checkpoint, weights_only=True)
     state = checkpoint["task_state"]
     assert state["representation"] == "midi" and state["tokenizer"]["kind"] == "performance"
+    assert checkpoint["config"]["music_model"]["representation"] == "midi"  # the route taken by "auto"
     assert state["labels"]["emotion"][0] == "<none>" and "epic" in state["labels"]["emotion"]
     assert any(name.endswith("relative_embeddings") for name in checkpoint["model"]["music"])
     assert list(trained.run_dir.glob("samples/**/*.mid"))  # the validation sample's MIDI file
