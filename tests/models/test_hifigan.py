@@ -32,7 +32,10 @@ def tiny_generator(**overrides) -> Generator:
 
 @pytest.mark.parametrize("preset", ["v1", "v2", "v3"])
 def test_output_length_is_frames_times_hop_for_every_preset(preset):
-    generator = Generator(generator_config(VocoderConfig(preset=preset), MEL)).eval()
+    # the preset's rates, kernels and MRF blocks with fewer channels: the length does not depend on width
+    generator = Generator(
+        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=64), MEL)
+    ).eval()
     with torch.no_grad():
         for frames in (1, 7):
             wav = generator(torch.randn(2, 80, frames))

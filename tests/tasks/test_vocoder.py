@@ -43,7 +43,7 @@ def tiny_cfg(work_dir: Path, *overrides: str):
     cfg = load_config(
         "tiny",
         [
-            "vocoder.segment_size=2048",
+            "vocoder.segment_size=1024",
             "training.batch_size=2",
             "training.validate_every_steps=100",
             "training.checkpoint_every_steps=100",
@@ -57,21 +57,21 @@ def tiny_cfg(work_dir: Path, *overrides: str):
 
 @pytest.fixture(scope="module")
 def trained(tone_dir, tmp_path_factory):
-    """Four steps straight, and two steps + resume + two steps, through the real trainer."""
+    """Three steps straight, and one step + resume + two steps, through the real trainer."""
     from cinematic.training.trainer import run_training
 
     root = tmp_path_factory.mktemp("vocoder_runs")
-    straight = run_training("vocoder", tiny_cfg(root / "straight", "training.max_steps=4"), tone_dir)
-    run_training("vocoder", tiny_cfg(root / "resumed", "training.max_steps=2"), tone_dir)
+    straight = run_training("vocoder", tiny_cfg(root / "straight", "training.max_steps=3"), tone_dir)
+    run_training("vocoder", tiny_cfg(root / "resumed", "training.max_steps=1"), tone_dir)
     resumed = run_training(
-        "vocoder", tiny_cfg(root / "resumed", "training.max_steps=4"), tone_dir, resume="auto"
+        "vocoder", tiny_cfg(root / "resumed", "training.max_steps=3"), tone_dir, resume="auto"
     )
     return straight, resumed
 
 
 def test_resume_is_exact_for_generator_discriminators_and_both_optimizers(trained):
     straight, resumed = (torch.load(r.last_checkpoint, weights_only=True) for r in trained)
-    assert straight["step"] == resumed["step"] == 4
+    assert straight["step"] == resumed["step"] == 3
     for name in ("generator", "mpd", "msd"):
         for key, value in straight["model"][name].items():
             assert torch.equal(value, resumed["model"][name][key]), f"{name}.{key}"
@@ -147,7 +147,7 @@ def test_gan_steps_on_one_fixed_clip_halve_the_mel_l1():
             return task.validate(models, [batch])["val/mel_l1"]
 
     before = mel_l1()
-    for _ in range(16):
+    for _ in range(12):
         scratch: dict = {}
         for phase, opt in (("discriminator", opt_d), ("generator", opt_g)):
             opt.zero_grad()
