@@ -112,8 +112,8 @@ def test_tiny_model_overfits_a_batch_of_audio_tokens():
     batch = make_collate(VOCAB)(items)
     assert (batch["targets"] == -100).sum() == 2 * K * (K - 1)  # EMPTY cells are not targets
     task = AudioMusicTask()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(80):
         out = task.training_step({"music": model}, batch, "main", {})
         optimizer.zero_grad()
         out.loss.backward()
@@ -171,12 +171,12 @@ def test_generate_music_writes_audio_of_the_requested_duration(audio_run, tmp_pa
     ckpt = audio_run["result"]["music"].last_checkpoint
     out = tmp_path / "out.wav"
     # no --vocoder: the checkpoint's recorded one is used
-    assert main(["generate", "music", "--checkpoint", str(ckpt), "--emotion", "sad", "--duration", "2.5",
+    assert main(["generate", "music", "--checkpoint", str(ckpt), "--emotion", "sad", "--duration", "1.5",
                  "--seed", "3", "--out", str(out)]) == 0  # fmt: skip
     wav, sr = sf.read(out)
     hop = audio_run["cfg"].music_model.audio.hop_length
     assert sr == 44100
-    assert abs(len(wav) - 2.5 * sr) <= hop  # ±1 frame
+    assert abs(len(wav) - 1.5 * sr) <= hop  # ±1 frame
     assert np.sqrt(np.mean(wav**2)) > 1e-3  # not silent
     assert np.abs(wav).max() < 0.999  # not clipped
 

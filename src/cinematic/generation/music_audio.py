@@ -83,24 +83,33 @@ def generate_codes(
     return deinterleave(delayed)
 
 
-def griffin_lim(mel: torch.Tensor | np.ndarray, mel_cfg: MelConfig, n_iter: int = 24) -> np.ndarray:
-    """A vocoder-free preview: log-mel → linear magnitude (pseudo-inverse of the filterbank) → Griffin-Lim.
-    Used for the training-time samples, before the music vocoder exists."""
-    import librosa
+def griffin_lim(mel: torch.Tensor | np.ndarray, mel_cfg: MelConfig, n_iter: int = 16) -> np.ndarray:
+    """A vocoder-free preview for training-time samples (the music vocoder is trained afterwards):
+    log-mel → linear magnitude by the filterbank's pseudo-inverse → Griffin & Lim (1984) phase
+    reconstruction with the "fast" momentum of Perraudin et al. (2013). In torch: librosa's version
+    spent seconds on first-call compilation and NNLS mel inversion."""
+    from cinematic.data.audio import MelSpectrogram
 
-    magnitude = np.exp(np.asarray(mel, dtype=np.float32))
-    fmax = mel_cfg.fmax if mel_cfg.fmax is not None else mel_cfg.sample_rate / 2
-    wav = librosa.feature.inverse.mel_to_audio(
-        magnitude,
-        sr=mel_cfg.sample_rate,
-        n_fft=mel_cfg.n_fft,
-        hop_length=mel_cfg.hop_length,
-        win_length=mel_cfg.win_length,
-        power=1.0,
-        n_iter=n_iter,
-        fmin=mel_cfg.fmin,
-        fmax=fmax,
-    )
+    basis = MelSpectrogram(mel_cfg).mel_basis  # (n_mels, n_fft // 2 + 1)
+    magnitude = (torch.linalg.pinv(basis) @ torch.as_tensor(mel, dtype=torch.float32).exp()).clamp_min(0.0)
+    window = torch.hann_window(mel_cfg.win_length)
+    stft = {
+        "n_fft": mel_cfg.n_fft,
+        "hop_length": mel_cfg.hop_length,
+        "win_length": mel_cfg.win_length,
+        "window": window,
+    }
+    length = (magnitude.shape[1] - 1) * mel_cfg.hop_length
+    gen = torch.Generator().manual_seed(0)
+    phase = torch.exp(2j * torch.pi * torch.rand(magnitude.shape, generator=gen))
+    previous = torch.zeros_like(phase)
+    for _ in range(n_iter):
+        wav = torch.istft(magnitude * phase, length=length, **stft)
+        rebuilt = torch.stft(wav, return_complex=True, **stft)
+        accelerated = rebuilt + 0.99 * (rebuilt - previous)
+        previous = rebuilt
+        phase = accelerated / accelerated.abs().clamp_min(1e-8)
+    wav = torch.istft(magnitude * phase, length=length, **stft).numpy()
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     return (wav * (0.9 / peak) if peak > 0.9 else wav).astype(np.float32)
 
