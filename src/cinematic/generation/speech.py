@@ -249,7 +249,8 @@ def adapt(
 
     By default only the speaker table and the decoder's speaker-conditional layer norms move (AdaSpeech);
     `full=True` tunes every weight. The new speaker's row starts from the zero-shot row, so training
-    begins at the zero-shot clone and improves on it."""
+    begins at the zero-shot clone and improves on it. `synth` itself is adapted in place (its model and
+    state then know the new speaker)."""
     from cinematic.data.dataset import read_json_labels
     from cinematic.tasks.voice import FeatureCache, VoiceDataset, collate
 
