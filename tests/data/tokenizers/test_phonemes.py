@@ -33,6 +33,9 @@ def test_numbers_and_abbreviations_are_expanded_in_the_text_language():
     assert "trois" in normalize_text("Il a 3 chats", "fr")
     assert "drei" in normalize_text("Er hat 3 Katzen", "de")
     assert "twenty-first" in normalize_text("the 21st century", "en")
+    assert normalize_text("1,000 ways", "en") == "one thousand ways"  # a thousands separator, not a decimal
+    assert normalize_text("1.000 euros", "es") == "mil euros"
+    assert "three point five" in normalize_text("3.5 m", "en")
 
 
 def test_batch_equals_one_by_one():

@@ -80,11 +80,23 @@ ABBREVIATIONS: dict[str, dict[str, str]] = {
         "nr.": "nummer",
     },
 }
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(st|nd|rd|th|º|ª|er|e|\.)?(?!\w)")
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(st|nd|rd|th|º|ª|er|e|\.)?(?!\w)")
 
 
 def _base_language(language: str) -> str:
     return language.lower().replace("_", "-").split("-")[0]
+
+
+def _parse_number(digits: str, lang: str) -> int | float:
+    """'1,000' is a thousand in English, '1.000' in Spanish/French/German; '3.5' / '3,5' are decimals."""
+    thousands, decimal = (",", ".") if lang == "en" else (".", ",")
+    if re.fullmatch(rf"\d{{1,3}}(?:\{thousands}\d{{3}})+", digits):
+        return int(digits.replace(thousands, ""))
+    if digits.count(decimal) == 1 and thousands not in digits:
+        return float(digits.replace(decimal, "."))
+    if digits.count(thousands) == 1 and decimal not in digits:
+        return float(digits.replace(thousands, "."))
+    return int(re.sub(r"\D", "", digits))
 
 
 def _expand_number(match: re.Match[str], language: str) -> str:
@@ -93,11 +105,7 @@ def _expand_number(match: re.Match[str], language: str) -> str:
     digits, suffix = match.group(1), match.group(2) or ""
     lang = _base_language(language)
     ordinal = suffix in {"st", "nd", "rd", "th", "º", "ª", "er", "e"} or (suffix == "." and lang == "de")
-    value: float | int
-    if "," in digits or "." in digits:
-        value = float(digits.replace(",", "."))
-    else:
-        value = int(digits)
+    value = _parse_number(digits, lang)
     try:
         words = num2words(
             value, lang=lang, to="ordinal" if ordinal and isinstance(value, int) else "cardinal"
