@@ -421,3 +421,14 @@ def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run
     a = torch.load(straight.last_checkpoint, weights_only=True)["model"]["acoustic"]
     b = torch.load(resumed.last_checkpoint, weights_only=True)["model"]["acoustic"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_several_sentences_are_spoken_one_by_one_with_a_pause(synth):
+    from cinematic.generation.speech import split_sentences
+
+    assert split_sentences("Hello there. Dr. Smith came! Bye?") == ["Hello there.", "Dr. Smith came!", "Bye?"]
+    one = synth.mel("Hello there.", language="en", speaker="en_anna")
+    two = synth.mel("Hello there. Good night.", language="en", speaker="en_anna")
+    np.testing.assert_allclose(two[:, : one.shape[1]], one, atol=1e-5)
+    pause = two[:, one.shape[1] : one.shape[1] + 5]
+    assert np.allclose(pause, np.log(1e-5))

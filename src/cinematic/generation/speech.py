@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,33 @@ def _vocoder_from(spec: Any, device: str | torch.device) -> Any:
     from cinematic.api import load
 
     return load(spec, device=device)
+
+
+SENTENCE_PAUSE_S = 0.2
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
+
+
+def split_sentences(text: str, max_chars: int = 300) -> list[str]:
+    """Sentences of `text` (split after . ! ? followed by space); very long ones are cut at commas/spaces."""
+    from cinematic.data.tokenizers.phonemes import ABBREVIATIONS
+
+    abbreviations = {a for table in ABBREVIATIONS.values() for a in table if a.endswith(".")}
+    merged: list[str] = []
+    for piece in _SENTENCE_END.split(text.strip()):
+        if merged and merged[-1].split()[-1].lower() in abbreviations:  # "Dr. Smith" is one sentence
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    sentences = []
+    for sentence in merged:
+        while len(sentence) > max_chars:
+            cut = max(sentence.rfind(",", 0, max_chars), sentence.rfind(" ", 0, max_chars))
+            cut = cut if cut > 0 else max_chars
+            sentences.append(sentence[: cut + 1].strip())
+            sentence = sentence[cut + 1 :]
+        if sentence.strip():
+            sentences.append(sentence.strip())
+    return sentences or [text]
 
 
 class VoiceSynthesizer:
@@ -181,8 +209,21 @@ class VoiceSynthesizer:
         )
 
     def mel(self, text: str, **kwargs: Any) -> np.ndarray:
-        """Log-mel (n_mels, frames) of `text`; keyword arguments as in `synthesize`."""
-        return self.infer(text, **kwargs)["mel"][0].T.float().cpu().numpy()
+        """Log-mel (n_mels, frames) of `text`; keyword arguments as in `synthesize`. Text of several
+        sentences is spoken sentence by sentence (the model was trained on single utterances) with a
+        short pause between them."""
+        from cinematic.data.audio import LOG_MEL_FLOOR
+
+        pieces = [
+            self.infer(sentence, **kwargs)["mel"][0].T.float().cpu().numpy()
+            for sentence in split_sentences(text)
+        ]
+        if len(pieces) == 1:
+            return pieces[0]
+        pause_frames = round(SENTENCE_PAUSE_S * self.sample_rate / self.mel_config.hop_length)
+        pause = np.full((self.mel_config.n_mels, pause_frames), np.log(LOG_MEL_FLOOR), dtype=np.float32)
+        joined = [part for piece in pieces for part in (piece, pause)][:-1]
+        return np.concatenate(joined, axis=1)
 
     def synthesize(
         self,
