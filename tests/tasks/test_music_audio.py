@@ -202,3 +202,15 @@ def test_missing_vocoder_is_a_user_error_naming_the_flag(audio_run, tmp_path):
     music = load_audio_inference(checkpoint, checkpoint_path=tmp_path / "x" / "checkpoints" / "last.pth")
     with pytest.raises(UserError, match="--vocoder"):
         music.generate(duration=0.5)
+
+
+def test_a_given_vocoder_with_another_mel_front_end_is_refused_before_training(audio_run):
+    from cinematic.tasks.music_audio import train_audio_recipe
+
+    cfg = audio_run["cfg"].model_copy(deep=True)
+    cfg.music_model.audio = cfg.music_model.audio.model_copy(update={"n_mels": 40})
+    cfg.training.work_dir = str(audio_run["root"] / "never_written")
+    vocoder = argparse.Namespace(vocoder=str(audio_run["result"]["vocoder_path"]))
+    with pytest.raises(UserError, match="n_mels"):
+        train_audio_recipe(cfg, audio_run["data"], args=vocoder)
+    assert not (audio_run["root"] / "never_written" / "music").exists()
