@@ -485,7 +485,7 @@ class VocoderTask:
         hop = self.mel_cfg.hop_length
         mel_l1, stft, count = 0.0, 0.0, 0
         for batch in loader:
-            fake = generator(batch["mel"].to(device)).squeeze(1)
+            fake = generator(batch["mel"].to(device)).squeeze(1).float()  # AMP: STFTs need fp32
             real = batch["audio"].to(device)
             for i, frames in enumerate(batch["frames"].tolist()):
                 r, g = real[i, : frames * hop], fake[i, : frames * hop]
@@ -555,6 +555,9 @@ def quickstart(qs: Any) -> list[Path]:
 
     cfg = qs.fresh_config()
     cfg.training.validate_at_start = True
+    # validate only before and after (the numbers reported), on a few clips: the stage must stay ~1 min
+    cfg.training.validate_every_steps = cfg.training.checkpoint_every_steps = cfg.training.max_steps or 30
+    cfg.data.max_val_items = min(cfg.data.max_val_items, 4)
     data_dir = Path(qs.data_root) / "voice"
     result = run_training("vocoder", cfg, data_dir)
     before = (result.metrics_before or {}).get("val/mel_l1", float("nan"))
