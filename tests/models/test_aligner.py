@@ -17,6 +17,15 @@ from cinematic.models.aligner import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def reference_mas(log_p: np.ndarray) -> np.ndarray:
     """Textbook monotonic alignment search: best path from (0, 0) to (T-1, N-1), each frame stays or moves by one."""
     n_mel, n_text = log_p.shape

@@ -14,6 +14,15 @@ from cinematic.models.fastspeech import FastSpeech2, VarianceStats, length_regul
 N_SYMBOLS = 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def voice_cfg():
     cfg = load_config("tiny").voice_model

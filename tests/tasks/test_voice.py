@@ -16,6 +16,17 @@ from cinematic.configs.model_config import MelConfig
 from cinematic.errors import UserError
 
 SPEAKERS = ("en_anna", "es_lucia")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 """Trained on; en_marcus is held out for cloning."""
 
 
@@ -67,7 +78,12 @@ def voice_run(demo_data, tmp_path_factory):
     cfg.training.checkpoint_every_steps = 60
     cfg.voice_model.aligner_binarization_start_steps = 30
     cfg.voice_model.dropout = 0.0
-    result = run_training("voice", cfg, data)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # session fixtures start before the module's one-thread fixture
+    try:
+        result = run_training("voice", cfg, data)
+    finally:
+        torch.set_num_threads(threads)
     return {
         "result": result,
         "cfg": cfg,
