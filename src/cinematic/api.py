@@ -20,7 +20,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, not a torch file, unpickling refused
-        raise UserError(f"{path}: not a readable cinematic checkpoint ({type(err).__name__}: {err})") from None
+        raise UserError(
+            f"{path}: not a readable cinematic checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(checkpoint, dict) or "task" not in checkpoint:
         raise UserError(f"{path}: not a cinematic checkpoint (no 'task' entry)")
     return checkpoint

@@ -25,7 +25,11 @@ def _common(parser: argparse.ArgumentParser, root: bool = False) -> None:
 def _config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument("--config", default=default, help="YAML config file or preset name (tiny, base)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set training.epochs=3 (repeatable)",
     )
 
@@ -42,10 +46,18 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _config_args(p, default=None)
     p.add_argument("--data_dir", "--data-dir", help="data folder (default ./data/<task>)")
     p.add_argument("--work_dir", "--work-dir", help="output root (default training.work_dir, ./work_dir)")
-    p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint, or the newest valid one")
-    p.add_argument("--stage", choices=["acoustic", "vocoder", "all"], default="all",
-                   help="voice: train the acoustic model, the vocoder, or both in order")
-    p.add_argument("--vocoder", metavar="VCKPT", help="music audio route: use this vocoder instead of training one")
+    p.add_argument(
+        "--resume", metavar="PATH|auto", help="continue from a checkpoint, or the newest valid one"
+    )
+    p.add_argument(
+        "--stage",
+        choices=["acoustic", "vocoder", "all"],
+        default="all",
+        help="voice: train the acoustic model, the vocoder, or both in order",
+    )
+    p.add_argument(
+        "--vocoder", metavar="VCKPT", help="music audio route: use this vocoder instead of training one"
+    )
     # `python -m torch.distributed.launch` (deprecated) passes --local-rank=N; torchrun sets LOCAL_RANK.
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, help=argparse.SUPPRESS)
     _common(p)
@@ -117,8 +129,13 @@ def _add_voice_commands(sub: argparse._SubParsersAction) -> None:
     src = v.add_mutually_exclusive_group(required=True)
     src.add_argument("--wav")
     src.add_argument("--mel", help=".npy log-mel array (n_mels, frames)")
-    v.add_argument("--chunk_frames", "--chunk-frames", type=int, default=None,
-                   help="synthesize long inputs in chunks of this many frames")
+    v.add_argument(
+        "--chunk_frames",
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help="synthesize long inputs in chunks of this many frames",
+    )
     v.add_argument("--device", default="cpu")
     v.add_argument("--out", required=True)
     _common(v)
@@ -127,7 +144,9 @@ def _add_voice_commands(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("clone", help="adapt a voice model to a new speaker from a few minutes of audio")
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--reference_dir", "--reference-dir", required=True)
-    c.add_argument("--speaker_name", "--speaker-name", help="name to use with --speaker (default: folder name)")
+    c.add_argument(
+        "--speaker_name", "--speaker-name", help="name to use with --speaker (default: folder name)"
+    )
     c.add_argument("--full", action="store_true", help="fine-tune all weights, not only the speaker parts")
     c.add_argument("--steps", type=int, default=200)
     c.add_argument("--device", default="cpu")
@@ -158,7 +177,9 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="demo data, preprocessing, cleaning, reports, augmentation")
-    what = p.add_subparsers(dest="what", required=True, metavar="{demo,preprocess,tokenize,clean,report,augment}")
+    what = p.add_subparsers(
+        dest="what", required=True, metavar="{demo,preprocess,tokenize,clean,report,augment}"
+    )
 
     d = what.add_parser("demo", help="write a small demo data set in the seed layout")
     d.add_argument("out_dir")

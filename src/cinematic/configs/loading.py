@@ -94,7 +94,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of sections (data:, training:, ...), got {type(data).__name__}")
+        raise UserError(
+            f"{path}: expected a mapping of sections (data:, training:, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -121,7 +123,10 @@ def _drop_batch_size_alias(raw: dict[str, Any], overrides: list[str]) -> None:
     """`--set training.batch_size=16` on a file (or checkpoint) that writes `data.batch_size: 8` replaces
     the batch size rather than conflicting with it: the file's spelling of it is dropped."""
     keys = {item.partition("=")[0].strip() for item in overrides}
-    for given, other in (("training.batch_size", "data.batch_size"), ("data.batch_size", "training.batch_size")):
+    for given, other in (
+        ("training.batch_size", "data.batch_size"),
+        ("data.batch_size", "training.batch_size"),
+    ):
         section, _, key = other.partition(".")
         if given in keys and other not in keys and isinstance(raw.get(section), dict):
             raw[section].pop(key, None)
@@ -206,7 +211,11 @@ def _describe(error: dict[str, Any]) -> str:
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         suggestion = difflib.get_close_matches(path, _all_paths(Config), n=1, cutoff=0.6)
-        hint = f"; did you mean {suggestion[0]}?" if suggestion else f"; valid keys here: {_siblings(error['loc'])}"
+        hint = (
+            f"; did you mean {suggestion[0]}?"
+            if suggestion
+            else f"; valid keys here: {_siblings(error['loc'])}"
+        )
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
         return f"{path}: required key is missing"

@@ -33,7 +33,9 @@ class MelConfig(StrictModel):
             raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
         nyquist = self.sample_rate / 2
         if self.fmax is not None and not (self.fmin < self.fmax <= nyquist):
-            raise ValueError(f"need fmin < fmax <= sample_rate/2 ({nyquist:g}), got fmin={self.fmin}, fmax={self.fmax}")
+            raise ValueError(
+                f"need fmin < fmax <= sample_rate/2 ({nyquist:g}), got fmin={self.fmin}, fmax={self.fmax}"
+            )
         return self
 
     def differences(self, other: MelConfig) -> list[str]:
@@ -55,16 +57,26 @@ def _merged_with(defaults: TrainingOverrides, given: object) -> object:
 def _voice_training() -> TrainingOverrides:
     # FastSpeech 2, §3.1: Adam (0.9, 0.98, 1e-9) with the Transformer's inverse-sqrt (Noam) schedule.
     return TrainingOverrides(
-        optimizer="adam", betas=(0.9, 0.98), eps=1e-9, scheduler="inverse_sqrt", warmup_steps=4000,
-        learning_rate=1e-3, weight_decay=0.0,
+        optimizer="adam",
+        betas=(0.9, 0.98),
+        eps=1e-9,
+        scheduler="inverse_sqrt",
+        warmup_steps=4000,
+        learning_rate=1e-3,
+        weight_decay=0.0,
     )
 
 
 def _vocoder_training() -> TrainingOverrides:
     # HiFi-GAN, §4: AdamW (0.8, 0.99), lr 2e-4, decayed by 0.999 every epoch; no clipping.
     return TrainingOverrides(
-        optimizer="adamw", learning_rate=2e-4, betas=(0.8, 0.99), scheduler="exponential",
-        lr_decay=0.999, weight_decay=0.01, gradient_clip_val=None,
+        optimizer="adamw",
+        learning_rate=2e-4,
+        betas=(0.8, 0.99),
+        scheduler="exponential",
+        lr_decay=0.999,
+        weight_decay=0.01,
+        gradient_clip_val=None,
     )
 
 
@@ -227,5 +239,7 @@ class LyricsModelConfig(StrictModel):
     @model_validator(mode="after")
     def _check_heads(self) -> LyricsModelConfig:
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ValueError(
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
         return self

@@ -18,7 +18,7 @@ TASKS = {
 
 
 def import_object(spec: str) -> Any:
-    """"package.module:attr" -> the object; a module this version lacks is a UserError, not a traceback."""
+    """ "package.module:attr" -> the object; a module this version lacks is a UserError, not a traceback."""
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)

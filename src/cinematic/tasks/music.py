@@ -565,7 +565,7 @@ def train_recipe(
 # ------------------------------------------------------------------------------------ quickstart
 
 
-QUICKSTART_STEPS = 100
+QUICKSTART_STEPS = 400
 
 
 def quickstart(qs: Any) -> list[Path]:

@@ -555,6 +555,9 @@ def train_audio_recipe(
 # ------------------------------------------------------------------------------------ quickstart
 
 
+QUICKSTART_STEPS = 200
+
+
 def quickstart_config(qs: Any) -> Config:
     """The tiny preset for the audio route: 44.1 kHz kept, a coarser hop (1024) so 2 minutes suffice."""
     cfg = qs.fresh_config()
@@ -564,6 +567,8 @@ def quickstart_config(qs: Any) -> Config:
     )
     cfg.training.run_name = "music_audio"  # the symbolic stage trains <runs>/music
     cfg.training.validate_at_start = True
+    cfg.training.max_steps = QUICKSTART_STEPS
+    cfg.training.validate_every_steps = cfg.training.checkpoint_every_steps = QUICKSTART_STEPS
     return cfg
 
 

@@ -566,7 +566,7 @@ def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- quickstart
 
-QUICKSTART_STEPS = 240
+QUICKSTART_STEPS = 600
 QUICKSTART_SENTENCES = {
     "en": "The quick brown fox jumps over the lazy dog.",
     "es": "El viento del norte sopla sobre el mar.",
