@@ -246,7 +246,7 @@ class MusicTask:
         return cfg.music_model.representation
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
-        from cinematic.data.balance import balanced_weights, stratified_split
+        from cinematic.data.balance import stratified_split
         from cinematic.data.dataset import read_music_dir
         from cinematic.tasks import import_object
 
@@ -301,14 +301,7 @@ class MusicTask:
             if val_idx
             else None
         )
-        weights = None
-        if cfg.data.balance_attributes:
-            piece_groups = [
-                tuple(str(items[i].labels.get(a, NULL_LABEL)) for a in cfg.data.balance_attributes)
-                for i in train_idx
-            ]
-            per_piece = balanced_weights(piece_groups, cfg.data.balance_alpha)
-            weights = [float(per_piece[o]) for o in train_set.owner]
+        weights = crop_sample_weights(cfg, [items[i].labels for i in train_idx], train_set.owner)
         self._pick_sample_labels([items[i].labels for i in train_idx])
         self.sample_length = min(512, section.max_seq_len)
         log.info(
@@ -596,3 +589,17 @@ def quickstart(qs: Any) -> list[Path]:
     if score.note_num():
         written.append(write_output(generator, score, Path(qs.samples_dir) / "music.wav"))
     return written
+
+
+def crop_sample_weights(cfg: Config, piece_labels: list[dict], owner: Sequence[int]) -> list[float] | None:
+    """Balanced sampling over `data.balance_attributes` (None when unset): each crop carries the weight of
+    its piece (`owner[j]` is crop j's piece), the piece weights coming from `balanced_weights`."""
+    if not cfg.data.balance_attributes:
+        return None
+    from cinematic.data.balance import balanced_weights
+
+    groups = [
+        tuple(str(labels.get(a, NULL_LABEL)) for a in cfg.data.balance_attributes) for labels in piece_labels
+    ]
+    per_piece = balanced_weights(groups, cfg.data.balance_alpha)
+    return [float(per_piece[o]) for o in owner]

@@ -226,13 +226,14 @@ class AudioMusicTask:
     # --------------------------------------------------------------------------------- build
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
-        from cinematic.data.balance import balanced_weights, stratified_split
+        from cinematic.data.balance import stratified_split
         from cinematic.data.dataset import read_music_dir
         from cinematic.models.music_transformer import MusicTransformer
         from cinematic.tasks.music import (
             NULL_LABEL,
             active_conditions,
             condition_ids,
+            crop_sample_weights,
             label_vocabularies,
             model_config,
         )
@@ -276,14 +277,7 @@ class AudioMusicTask:
             if val_idx
             else None
         )
-        weights = None
-        if cfg.data.balance_attributes:
-            piece_groups = [
-                tuple(str(pieces[i].labels.get(a, NULL_LABEL)) for a in cfg.data.balance_attributes)
-                for i in train_idx
-            ]
-            per_piece = balanced_weights(piece_groups, cfg.data.balance_alpha)
-            weights = [float(per_piece[o]) for o in train_set.owner]
+        weights = crop_sample_weights(cfg, [pieces[i].labels for i in train_idx], train_set.owner)
         self._pick_sample_labels([pieces[i].labels for i in train_idx])
         # short: the trainer samples at every validation, and Griffin-Lim at 44.1 kHz is not free
         self.sample_seconds = min(
