@@ -56,15 +56,24 @@ def feature_key(content_hash: str, kind: str, mel: MelConfig | None, extra: dict
 # ---------------------------------------------------------------------------------------------------
 
 
-def voice_features(path: Path, mel_cfg: MelConfig) -> dict[str, np.ndarray]:
-    """mel, pitch, energy and the resampled mono audio of one utterance, frame-aligned."""
-    from cinematic.data.audio import frame_energy, load_audio, mel_spectrogram, pitch_praat
+def _load_for_mel(path: Path, mel_cfg: MelConfig) -> np.ndarray:
+    """Mono audio at the mel's rate, refused when too short for one frame or not finite."""
+    from cinematic.data.audio import load_audio
 
     audio, sr = load_audio(path, mel_cfg.sample_rate, mono=True)
     if len(audio) < mel_cfg.n_fft:
         raise UserError(f"{path} is too short ({len(audio) / sr:.3f} s) for one mel frame")
     if not np.all(np.isfinite(audio)):
         raise UserError(f"{path} contains NaN or infinite samples")
+    return audio
+
+
+def voice_features(path: Path, mel_cfg: MelConfig) -> dict[str, np.ndarray]:
+    """mel, pitch, energy and the resampled mono audio of one utterance, frame-aligned."""
+    from cinematic.data.audio import frame_energy, mel_spectrogram, pitch_praat
+
+    audio = _load_for_mel(path, mel_cfg)
+    sr = mel_cfg.sample_rate
     mel = mel_spectrogram(audio, mel_cfg).numpy()
     frames = mel.shape[-1]
     return {
@@ -76,13 +85,9 @@ def voice_features(path: Path, mel_cfg: MelConfig) -> dict[str, np.ndarray]:
 
 
 def music_audio_features(path: Path, mel_cfg: MelConfig) -> dict[str, np.ndarray]:
-    from cinematic.data.audio import load_audio, mel_spectrogram
+    from cinematic.data.audio import mel_spectrogram
 
-    audio, _ = load_audio(path, mel_cfg.sample_rate, mono=True)
-    if len(audio) < mel_cfg.n_fft:
-        raise UserError(f"{path} is too short for one mel frame")
-    if not np.all(np.isfinite(audio)):
-        raise UserError(f"{path} contains NaN or infinite samples")
+    audio = _load_for_mel(path, mel_cfg)
     return {"mel": mel_spectrogram(audio, mel_cfg).numpy().astype(np.float32)}
 
 

@@ -261,7 +261,7 @@ def generate_command(args: argparse.Namespace) -> int:
     if checkpoint.get("task") != "music":
         raise UserError(f"{args.checkpoint}: a {checkpoint.get('task')!r} checkpoint, not a music one")
     if (checkpoint.get("task_state") or {}).get("representation") == "audio":
-        return import_object("cinematic.generation.music_audio:generate_command")(args)
+        return import_object("cinematic.generation.music_audio:generate_command")(args, checkpoint)
     out = Path(args.out)
     if out.suffix.lower() not in (".mid", ".midi", ".wav"):
         raise UserError(f"--out {out}: write a .mid or a .wav file")

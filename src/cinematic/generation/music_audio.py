@@ -256,7 +256,7 @@ class AudioMusicGenerator:
         return wav * (0.99 / peak) if peak > 0.99 else wav
 
 
-def generate_command(args: argparse.Namespace) -> int:
+def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None = None) -> int:
     """`cinematic generate music` for audio-route checkpoints: codes → mel → vocoder → WAV."""
     import time
 
@@ -267,7 +267,8 @@ def generate_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".wav", ".flac"):
         raise UserError(f"--out {out}: the audio route writes audio; give a .wav (or .flac) file")
-    checkpoint = read_checkpoint(args.checkpoint)
+    if checkpoint is None:  # called directly; the symbolic route's command passes the one it read
+        checkpoint = read_checkpoint(args.checkpoint)
     device = getattr(args, "device", "cpu")
     music = load_audio_inference(checkpoint, device, vocoder=args.vocoder, checkpoint_path=args.checkpoint)
     _ = music.vocoder  # a missing or mismatched vocoder fails before sampling, not after

@@ -303,6 +303,20 @@ def _scaled(channels: int, width: float, multiple: int = 1) -> int:
     return max(multiple, round(channels * width / multiple) * multiple)
 
 
+def run_discriminator_stack(
+    convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack of an MPD/MSD sub-discriminator: logits (B, N) and every feature map
+    (the feature-matching loss compares them)."""
+    fmaps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmaps.append(x)
+    x = conv_post(x)
+    fmaps.append(x)
+    return x.flatten(1), fmaps
+
+
 class PeriodDiscriminator(nn.Module):
     """One MPD sub-discriminator (§2.2): waveform (B, 1, T) → (B, 1, T/p, p), 2-D convs along time."""
 
@@ -320,14 +334,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = x.shape
         if t % self.period:  # reflect-pad the end so the length divides by the period
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.view(b, c, -1, self.period)
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return run_discriminator_stack(self.convs, self.conv_post, x.view(b, c, -1, self.period))
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -364,13 +371,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = norm(nn.Conv1d(cin, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        fmaps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        return x.flatten(1), fmaps
+        return run_discriminator_stack(self.convs, self.conv_post, x)
 
 
 class MultiScaleDiscriminator(nn.Module):
