@@ -61,8 +61,10 @@ def _qkv(b=2, h=2, lq=12, lk=12, d=8, seed=0):
 
 @pytest.mark.parametrize("max_rel", [3, 40])
 @pytest.mark.parametrize("past", [0, 5])
-def test_skewed_relative_attention_matches_explicit_reference_forward_and_grads(max_rel, past):
-    attn = RelativeMultiheadAttention(tiny(max_relative_position=max_rel, embed_dim=16, num_heads=2))
+@pytest.mark.parametrize("query_chunk", [0, 5])  # 0: one block; 5: chunks of 5, 5, 2 queries
+def test_skewed_relative_attention_matches_explicit_reference_forward_and_grads(max_rel, past, query_chunk):
+    cfg = tiny(max_relative_position=max_rel, embed_dim=16, num_heads=2, query_chunk=query_chunk)
+    attn = RelativeMultiheadAttention(cfg)
     q, k, v = _qkv(lq=12, lk=12 + past)
     mask = causal_mask(12, past)
     fast = attn.attend(q, k, v, mask)
@@ -122,6 +124,35 @@ def test_model_is_causal_by_perturbation(attention, streams):
     out = model(changed, conditions)
     assert torch.equal(out[:, :, :t], base[:, :, :t])
     assert not torch.allclose(out[:, :, t], base[:, :, t])
+
+
+def test_query_chunking_changes_nothing_in_the_model_or_a_chunked_cached_prefill():
+    torch.manual_seed(3)
+    whole = MusicTransformer(tiny(query_chunk=0)).eval()
+    chunked = MusicTransformer(tiny(query_chunk=4)).eval()
+    chunked.load_state_dict(whole.state_dict())
+    tokens = torch.randint(0, 24, (2, 23))
+    conditions = torch.tensor([[1, 2], [2, 3]])
+    full = whole(tokens, conditions)
+    torch.testing.assert_close(chunked(tokens, conditions), full, atol=1e-5, rtol=1e-5)
+    cache = chunked.new_cache()  # a prompt, then a 12-token continuation with past > 0, both chunked
+    parts = [chunked(tokens[:, :6], conditions, cache), chunked(tokens[:, 6:18], conditions, cache)]
+    parts += [chunked(tokens[:, t : t + 1], conditions, cache) for t in range(18, 23)]
+    torch.testing.assert_close(torch.cat(parts, dim=2), full, atol=1e-5, rtol=1e-5)
+
+
+def test_training_dropout_in_attention_keeps_the_expected_value():
+    """Attention dropout rescales the output, not the weights: averaged over many masks the
+    training output approaches the dropout-free one."""
+    torch.manual_seed(4)
+    attn = RelativeMultiheadAttention(tiny(dropout=0.5, query_chunk=0)).train()
+    q, k, v = (z.detach() for z in _qkv(b=1, h=2, lq=6, lk=6))
+    mask = causal_mask(6, 0)
+    expected = attn.eval().attend(q, k, v, mask)
+    attn.train()
+    draws = torch.stack([attn.attend(q, k, v, mask) for _ in range(4000)])
+    assert not torch.allclose(draws[0], expected, atol=1e-3)  # dropout is active
+    torch.testing.assert_close(draws.mean(0), expected, atol=0.05, rtol=0)
 
 
 @pytest.mark.parametrize("attention", ["global", "local"])
