@@ -3,23 +3,28 @@
     python benchmarks/vocoder.py [--threads 2] [--seconds 10] [--repeats 3] [--reference PATH/TO/hifi-gan]
 
 Prints one JSON object. Each preset's generator is built with random weights (speed does not depend on
-them), weight norm is folded in and it runs through `cinematic.generation.vocode.Vocoder` (inference
-mode), one pass over the whole mel; the figure is the median of `--repeats` timed runs after one
-warm-up. The paper (Kong et al. 2020, Table 1) reports 1.43× (V1), 9.74× (V2), 13.44× (V3) real time
-on an Intel i7 CPU.
+them), weight norm is folded in and it runs through `cinematic.generation.vocode.Vocoder` (its fast
+`InferenceGenerator`, inference mode), one pass over the whole mel; the figure is the median of
+`--repeats` timed runs after one warm-up. The paper (Kong et al. 2020, Table 1) reports 1.43× (V1),
+9.74× (V2), 13.44× (V3) real time on an Intel i7 CPU.
 
 `--reference DIR` also times the authors' implementation (a checkout of jik876/hifi-gan: its
-`models.Generator`) on the same machine with the *same weights* (copied over), reports the largest
-output difference and our speed-up over it.
+`models.Generator`, under `no_grad` as in its inference.py) on the same machine with the *same
+weights* (copied over), reports the largest output difference and our speed-up over it. The two are
+timed interleaved (ours, theirs, ours, theirs, ...) so load from other processes hits both alike.
+
+Pin it for quiet figures, e.g. `taskset -c 1 python benchmarks/vocoder.py --threads 1 --reference DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import torch
@@ -29,14 +34,18 @@ from cinematic.generation.vocode import Vocoder
 from cinematic.models.hifigan import PRESETS, Generator, generator_config, parameter_count
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (allocator, oneDNN primitive caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function over `repeats` interleaved rounds, after one warm-up each
+    (allocator, oneDNN primitive caches); interleaving makes drift on a shared machine hit all alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def reference_generator(ref_dir: str, preset: str, ours: Generator) -> torch.nn.Module:
@@ -46,7 +55,8 @@ def reference_generator(ref_dir: str, preset: str, ours: Generator) -> torch.nn.
 
     h = SimpleNamespace(**PRESETS[preset])
     ref = models.Generator(h)
-    ref.remove_weight_norm()
+    with contextlib.redirect_stdout(sys.stderr):  # it prints "Removing weight norm...": keep stdout JSON
+        ref.remove_weight_norm()
     num_kernels = len(h.resblock_kernel_sizes)
     state = {}
     for key, value in ours.state_dict().items():
@@ -78,17 +88,25 @@ def main() -> None:
         generator = Generator(generator_config(VocoderConfig(preset=preset), mel_cfg))
         params = parameter_count(generator)
         vocoder = Vocoder(generator, mel_cfg)
-        seconds = timed(lambda v=vocoder: v.vocode(mel), args.repeats)
+        fns = {"ours": lambda v=vocoder: v.vocode(mel)}
+        if args.reference:
+            ref = reference_generator(args.reference, preset, vocoder.generator)
+
+            def run_reference(r=ref):
+                with torch.no_grad():  # the authors' inference.py runs under no_grad
+                    return r(mel)
+
+            fns["reference"] = run_reference
+        measured = timed(fns, args.repeats)
+        seconds = measured["ours"]
         entry = {
             "parameters": params,
             "seconds": round(seconds, 3),
             "x_real_time": round(audio_seconds / seconds, 2),
         }
         if args.reference:
-            ref = reference_generator(args.reference, preset, vocoder.generator)
-            with torch.no_grad():  # the authors' inference.py runs under no_grad
-                ref_seconds = timed(lambda r=ref: r(mel), args.repeats)
-                diff = (ref(mel)[0, 0] - torch.from_numpy(vocoder.vocode(mel))).abs().max().item()
+            ref_seconds = measured["reference"]
+            diff = (run_reference()[0, 0] - torch.from_numpy(vocoder.vocode(mel))).abs().max().item()
             entry.update(
                 reference_seconds=round(ref_seconds, 3),
                 reference_x_real_time=round(audio_seconds / ref_seconds, 2),

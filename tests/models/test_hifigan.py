@@ -1,14 +1,19 @@
-"""HiFi-GAN model: shapes per preset, config checks, discriminator outputs, weight-norm removal, losses."""
+"""HiFi-GAN model: shapes per preset, config checks, discriminator outputs, weight-norm removal, losses,
+and the fast inference generator's equality to the plain one."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from cinematic.configs.model_config import MelConfig, VocoderConfig
 from cinematic.errors import UserError
 from cinematic.models.hifigan import (
     Generator,
+    InferenceGenerator,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
     derive_upsample_rates,
@@ -119,6 +124,61 @@ def test_context_frames_bound_the_receptive_field():
     affected = diff.nonzero().flatten()
     assert affected.numel() > 0
     assert affected.min() >= (t - ctx) * hop and affected.max() < (t + ctx + 1) * hop
+
+
+def lively_generator(preset: str, channels: int) -> Generator:
+    """The preset's layout at `channels` channels with O(1) activations (the authors' N(0, 0.01) init makes
+    outputs ~1e-3, where any error would be tiny too) and outputs mostly off tanh's flat ends."""
+    generator = Generator(
+        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=channels), MEL)
+    ).remove_weight_norm()
+    with torch.no_grad():
+        for conv in generator.modules():
+            if isinstance(conv, nn.Conv1d | nn.ConvTranspose1d):
+                if isinstance(conv, nn.Conv1d):
+                    fan_in = conv.weight[0].numel()
+                else:  # each output sample of a transposed convolution sees kernel / stride taps
+                    fan_in = conv.weight[:, 0].numel() // conv.stride[0]
+                conv.weight.normal_(0.0, 1.0 / math.sqrt(fan_in))
+                conv.bias.normal_(0.0, 0.1)
+    return generator.eval()
+
+
+# Max abs difference allowed between the inference generator and the plain one. Measured: ≤ 1e-5 here,
+# ≤ 2e-7 for the full-size presets with the authors' init (benchmarks/vocoder.py); only float rounding
+# differs (summation order of the channels-last kernels, the MRF's 1/3 folded into the next weights).
+INFERENCE_TOLERANCE = 1e-4
+
+
+@pytest.mark.parametrize(("preset", "channels"), [("v1", 64), ("v2", 16), ("v3", 32)])
+def test_inference_generator_equals_the_plain_generator(preset, channels):
+    torch.manual_seed(3)
+    generator = lively_generator(preset, channels)
+    fast = generator.inference()
+    assert isinstance(fast, InferenceGenerator) and not list(fast.parameters())  # buffers only: no grads
+    with torch.inference_mode():
+        for batch, frames in ((1, 1), (3, 13), (2, 38)):  # odd lengths, batch > 1
+            mel = torch.randn(batch, 80, frames)
+            expected, got = generator(mel), fast(mel)
+            assert got.shape == expected.shape == (batch, 1, frames * 256)
+            assert got.is_contiguous()
+            assert expected.std() > 0.03 and (expected.abs() > 0.99).float().mean() < 0.05  # lively
+            assert (got - expected).abs().max() <= INFERENCE_TOLERANCE
+
+
+def test_inference_generator_keeps_the_training_generator_and_folds_weight_norm():
+    torch.manual_seed(4)
+    generator = tiny_generator()  # still weight-normed, as in training
+    with torch.no_grad():
+        generator.ups[1].parametrizations.weight.original0.mul_(3.0)  # make the norm matter
+        mel = torch.randn(2, 80, 9)
+        before = generator.eval()(mel)
+        fast = generator.inference()
+        assert (fast(mel) - before).abs().max() <= INFERENCE_TOLERANCE
+        assert any("parametrizations" in k for k in generator.state_dict())  # training module untouched
+        assert torch.equal(generator(mel), before)
+    generator.train()(mel).sum().backward()  # and it still trains
+    assert generator.conv_pre.parametrizations.weight.original1.grad is not None
 
 
 def test_lsgan_and_feature_matching_losses():

@@ -15,7 +15,7 @@ from cinematic.configs.model_config import MelConfig, VocoderConfig
 from cinematic.data.audio import mel_spectrogram
 from cinematic.errors import UserError
 from cinematic.generation.vocode import Vocoder
-from cinematic.models.hifigan import Generator, generator_config
+from cinematic.models.hifigan import Generator, InferenceGenerator, generator_config
 from cinematic.tasks.base import BuildContext
 from cinematic.tasks.vocoder import MusicVocoderTask, VocoderTask, collate
 
@@ -183,6 +183,15 @@ def test_chunked_synthesis_equals_one_shot_without_seams(random_vocoder, chunk):
         assert np.abs(step_chunked - step_whole).max() < 1e-5
     pieces = list(random_vocoder.stream(mel[0], chunk_frames=chunk))
     assert np.abs(np.concatenate(pieces) - whole[0]).max() < 1e-5
+
+
+def test_vocode_runs_the_inference_generator_and_equals_the_plain_generator(random_vocoder):
+    """`vocode` synthesizes with the fast `InferenceGenerator`; tolerance 1e-4 (hifigan tests)."""
+    assert isinstance(random_vocoder.synthesizer, InferenceGenerator)
+    mel = torch.randn(3, 80, 21) - 4.0
+    with torch.inference_mode():
+        plain = random_vocoder.generator(mel)[:, 0].numpy()
+    assert np.abs(random_vocoder.vocode(mel) - plain).max() <= 1e-4
 
 
 def test_chunks_without_context_would_show_seams(random_vocoder, monkeypatch):

