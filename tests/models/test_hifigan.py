@@ -126,11 +126,11 @@ def test_context_frames_bound_the_receptive_field():
     assert affected.min() >= (t - ctx) * hop and affected.max() < (t + ctx + 1) * hop
 
 
-def lively_generator(preset: str, channels: int) -> Generator:
+def lively_generator(preset: str, channels: int, mel: MelConfig = MEL) -> Generator:
     """The preset's layout at `channels` channels with O(1) activations (the authors' N(0, 0.01) init makes
     outputs ~1e-3, where any error would be tiny too) and outputs mostly off tanh's flat ends."""
     generator = Generator(
-        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=channels), MEL)
+        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=channels), mel)
     ).remove_weight_norm()
     with torch.no_grad():
         for conv in generator.modules():
@@ -164,6 +164,20 @@ def test_inference_generator_equals_the_plain_generator(preset, channels):
             assert got.is_contiguous()
             assert expected.std() > 0.03 and (expected.abs() > 0.99).float().mean() < 0.05  # lively
             assert (got - expected).abs().max() <= INFERENCE_TOLERANCE
+
+
+def test_inference_generator_equals_the_plain_generator_for_derived_rates():
+    # hop 300 (24 kHz speech): derived rates [5, 5, 4, 3], odd strides with kernels 11, 11, 8, 7
+    mel_cfg = MelConfig(sample_rate=24000, n_fft=1200, hop_length=300, win_length=1200)
+    torch.manual_seed(5)
+    generator = lively_generator("v1", 32, mel_cfg)
+    assert generator.cfg.upsample_rates == (5, 5, 4, 3)
+    assert generator.cfg.upsample_kernel_sizes == (11, 11, 8, 7)
+    mel = torch.randn(2, 80, 7)
+    with torch.inference_mode():
+        expected, got = generator(mel), generator.inference()(mel)
+    assert got.shape == expected.shape == (2, 1, 7 * 300)
+    assert (got - expected).abs().max() <= INFERENCE_TOLERANCE
 
 
 def test_inference_generator_keeps_the_training_generator_and_folds_weight_norm():
