@@ -12,7 +12,7 @@
 
 Weight norm is folded into the weights once at load time, and synthesis runs the generator's
 `InferenceGenerator` (channels-last convolutions, in-place activations; the same outputs within 1e-4,
-1.3–2× faster on CPU) under `inference_mode`. `vocoder.generator` stays the plain module.
+1.5–1.9× faster on CPU) under `inference_mode`. `vocoder.generator` stays the plain module.
 Chunked synthesis gives each chunk `context_frames` of mel on both sides (the generator's receptive
 field, a safe bound) and keeps only the centre, so the joined chunks equal one-shot synthesis.
 """
