@@ -88,7 +88,7 @@ class GeneratorConfig:
 def derive_upsample_rates(hop: int, stages: int) -> list[int]:
     """Split `hop` into `stages` factors as evenly as possible, largest first (e.g. 512, 4 → [8, 4, 4, 4]).
 
-    Used when a preset's rates do not multiply to the mel hop (44.1 kHz music with hop 512, 24 kHz
+    Used when a preset's rates do not multiply to the mel hop (44.1 kHz music with hop 1024, 24 kHz
     speech with hop 300), so any sample rate works without hand-tuning the generator."""
     primes, n, p = [], hop, 2
     while n > 1:
