@@ -190,8 +190,10 @@ class RelativeMultiheadAttention(nn.Module):
         # the skew pads Q·Eᵀ's logits; padding the (Lk, D_h) table with a zero row instead gives the
         # same padded logits without an extra pass over the (Lq, Lk) buffer
         padded = torch.matmul(q, F.pad(rel, (0, 0, 1, 0)).transpose(-1, -2))
-        s_rel = _shift_padded(padded).masked_fill_(mask, float("-inf"))
-        scores = torch.matmul(q, k.transpose(-1, -2)).add_(s_rel)
+        # mask the sum, not S_rel: S_rel is a view into `padded`, and an in-place fill there makes
+        # autograd clone the whole padded gradient
+        scores = torch.matmul(q, k.transpose(-1, -2)).add_(_shift_padded(padded))
+        scores = scores.masked_fill_(mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         if not (self.training and self.dropout > 0):
             return torch.matmul(weights, v)
@@ -204,9 +206,8 @@ class RelativeMultiheadAttention(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0
     ) -> torch.Tensor:
         b, t, dim = x.shape
-        q, k, v = (
-            self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        )  # 3×(B,H,T,D_h)
+        # 3 × (B, H, T, D_h), contiguous: every attention matmul then reads them without a copy
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).contiguous()
         if cache is not None:
             k, v = cache.append(layer, k, v)
             past = k.size(-2) - t
