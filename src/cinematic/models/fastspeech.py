@@ -37,6 +37,7 @@ from cinematic.models.aligner import (
     binarization_loss,
     hard_alignment,
 )
+from cinematic.models.layers import Dropout  # nn.Dropout with a 5x faster CPU mask
 
 DVECTOR_DIM = 256
 """Size of resemblyzer's GE2E d-vectors."""
@@ -116,7 +117,7 @@ class ConvFeedForward(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv1d(dim, filter_size, kernel_sizes[0], padding=kernel_sizes[0] // 2)
         self.conv2 = nn.Conv1d(filter_size, dim, kernel_sizes[1], padding=kernel_sizes[1] // 2)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
         y = self.conv2(F.relu(self.conv1(x.transpose(1, 2)))).transpose(1, 2)
@@ -130,7 +131,7 @@ class FFTBlock(nn.Module):
         super().__init__()
         dim = cfg.embed_dim
         self.attention = nn.MultiheadAttention(dim, cfg.num_heads, dropout=cfg.dropout, batch_first=True)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.ffn = ConvFeedForward(dim, cfg.conv_filter_size, cfg.conv_kernel_sizes, cfg.dropout)
         self.conditional = cond_dim is not None
         if cond_dim is not None:
@@ -166,7 +167,7 @@ class VariancePredictor(nn.Module):
             for i in range(2)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.variance_filter_size) for _ in range(2))
-        self.dropout = nn.Dropout(cfg.variance_dropout)
+        self.dropout = Dropout(cfg.variance_dropout)
         self.out = nn.Linear(cfg.variance_filter_size, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, D) → (B, T)
@@ -186,7 +187,7 @@ class PostNet(nn.Module):
             c_out = n_mels if i == layers - 1 else channels
             blocks.append(nn.Sequential(nn.Conv1d(c_in, c_out, 5, padding=2), nn.BatchNorm1d(c_out)))
         self.blocks = nn.ModuleList(blocks)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # Zero scale on the last batch norm: the residual starts at 0, so the postnet begins as the identity
         # instead of adding unit-variance noise to the mel (it then learns only what improves it).
         if blocks:
