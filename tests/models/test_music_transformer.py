@@ -141,6 +141,19 @@ def test_query_chunking_changes_nothing_in_the_model_or_a_chunked_cached_prefill
     torch.testing.assert_close(torch.cat(parts, dim=2), full, atol=1e-5, rtol=1e-5)
 
 
+def test_kv_cache_grows_past_its_first_buffer_without_changing_the_logits():
+    torch.manual_seed(5)
+    model = MusicTransformer(tiny(max_relative_position=100)).eval()
+    tokens = torch.randint(0, 24, (1, 150))  # the first buffer holds 64 positions, then 2 × 66, ...
+    full = model(tokens)
+    cache = model.new_cache()
+    steps = [model(tokens[:, :2], None, cache)] + [
+        model(tokens[:, t : t + 1], None, cache) for t in range(2, 150)
+    ]
+    torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-5, rtol=1e-5)
+    assert cache.length == 152 and cache.keys[0].size(-2) >= 152  # 2 control positions + 150 tokens
+
+
 def test_training_dropout_in_attention_keeps_the_expected_value():
     """Attention dropout rescales the output, not the weights: averaged over many masks the
     training output approaches the dropout-free one."""
