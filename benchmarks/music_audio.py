@@ -9,7 +9,7 @@ Everything runs at the default music front end (`music_model.audio`: 44.1 kHz, h
 
 - tokenizer: fit time on 60 s of audio; encode speed (mel + residual quantization) as × real time;
 - training: tokens/s (K tokens per delayed step; forward + backward + AdamW) of the K-stream Music
-  Transformer, 6 layers × 8 heads × d 512 × ff 1024, batch 2 × 512 steps;
+  Transformer, 6 layers × 8 heads × d 512 × ff 1024, batch 2 × 512 steps (the trainer's AdamW);
 - generation: seconds of music per second of wall time for `duration` seconds, sampling on the KV
   cache with classifier-free guidance (two rows), RVQ decoding and HiFi-GAN V2 vocoding (random
   weights: speed does not depend on them). Goal: 10 s of music in under 10 s (≥ 1.0 × real time).
@@ -80,10 +80,12 @@ def make_model(k: int, n: int):
 
 
 def bench_training(k: int, n: int, steps: int) -> dict:
+    from cinematic.configs import TrainingConfig
     from cinematic.tasks.music_audio import AudioMusicTask
+    from cinematic.training.optimizers import build_optimizer
 
     model = make_model(k, n).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer([model], TrainingConfig(learning_rate=1e-4))  # as the trainer builds it
     task = AudioMusicTask()
     batch = {
         "inputs": torch.randint(0, n, (2, k, 512)),

@@ -6,7 +6,7 @@
 Configuration: 6 layers × 8 heads × d 512 × ff 1024, vocabulary 388, relative global attention,
 max_relative_position = sequence length, dropout 0.1, 2 threads.
 
-- training tokens/s (forward + backward + AdamW step) at batch 2 × 512 and 2 × 1024, the model
+- training tokens/s (forward + backward + the trainer's AdamW step) at batch 2 × 512 and 2 × 1024, the model
   FLOPs utilization against this machine's fp32 matmul peak (measured at start: a 2048³ GEMM on
   the same threads), and the peak resident memory of the training process above its state after
   building the model;
@@ -66,8 +66,11 @@ def bench_train(batch: int, seq_len: int, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from cinematic.configs import TrainingConfig
+    from cinematic.training.optimizers import build_optimizer
+
     model = _model(seq_len).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer([model], TrainingConfig(learning_rate=1e-4))  # as the trainer builds it
     tokens = torch.randint(3, CONFIG["vocab_size"], (batch, seq_len + 1))
 
     def step() -> None:

@@ -41,7 +41,7 @@ def dropout(x: torch.Tensor, p: float, training: bool, rescale: bool = True) -> 
         return dropped if rescale else dropped * (1.0 - p)
     # multiplying by a bool tensor is one pass; autograd saves the 1-byte mask, not a float copy
     kept = x * dropout_mask(x.shape, p)
-    return kept * (1.0 / (1.0 - p)) if rescale else kept
+    return kept.mul_(1.0 / (1.0 - p)) if rescale else kept  # in place: `kept` is ours alone
 
 
 class Dropout(nn.Module):

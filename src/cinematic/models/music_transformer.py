@@ -130,6 +130,8 @@ class RelativeMultiheadAttention(nn.Module):
 
     def distance_embeddings(self, num_keys: int) -> torch.Tensor:
         """(H, Lk, D_h): rows for distances Lk − 1 … 0, clipped at max_relative_position."""
+        if num_keys <= self.max_relative_position + 1:  # no clipping: a flip, cheaper than a gather
+            return self.relative_embeddings[:, :num_keys].flip(1)  # to differentiate (no index_put)
         distances = torch.arange(num_keys - 1, -1, -1, device=self.relative_embeddings.device)
         return self.relative_embeddings[:, distances.clamp(max=self.max_relative_position)]
 
@@ -152,12 +154,12 @@ class RelativeMultiheadAttention(nn.Module):
         for start in range(0, lq, chunk):
             stop = min(lq, start + chunk)
             keys = past + stop  # the last query of this chunk sees keys 0 … past + stop − 1
-            outputs.append(
-                self._attend_block(
-                    q[..., start:stop, :], k[..., :keys, :], v[..., :keys, :], mask[start:stop, :keys]
-                )
+            block = self._attend_block(
+                q[..., start:stop, :], k[..., :keys, :], v[..., :keys, :], mask[start:stop, :keys]
             )
-        return torch.cat(outputs, dim=-2)
+            outputs.append(block.transpose(1, 2))
+        # joined time-major, (B, T, H, D_h): the caller's merge of the heads is then a free view
+        return torch.cat(outputs, dim=1).transpose(1, 2)
 
     def _attend_one_query(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor

@@ -42,17 +42,27 @@ def param_groups(models: Iterable[nn.Module], weight_decay: float) -> list[dict]
     return [g for g in groups if g["params"]]
 
 
+def _fused_adam_supported(groups: list[dict]) -> bool:
+    """torch's fused Adam(W) kernel (one pass per tensor instead of ~8 elementwise ops: 2 % of a
+    Music Transformer step on CPU) takes floating-point parameters on one CPU or CUDA device."""
+    params = [p for group in groups for p in group["params"]]
+    devices = {p.device.type for p in params}
+    return len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+
+
 def build_optimizer(models: Iterable[nn.Module], tcfg: TrainingConfig) -> torch.optim.Optimizer:
     groups = param_groups(models, tcfg.weight_decay)
     if not groups:
         raise ValueError("a training phase has no trainable parameters")
     lr = tcfg.learning_rate
+    if tcfg.optimizer in ("adamw", "adam"):
+        fused = _fused_adam_supported(groups)
     if tcfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tcfg.betas, eps=tcfg.eps)
+        return torch.optim.AdamW(groups, lr=lr, betas=tcfg.betas, eps=tcfg.eps, fused=fused)
     if tcfg.optimizer == "adam":
         # torch's Adam adds L2 decay to the gradient; decoupled decay is AdamW. Weight decay in a plain
         # Adam config (FastSpeech 2 uses 0) is honoured as Adam defines it.
-        return torch.optim.Adam(groups, lr=lr, betas=tcfg.betas, eps=tcfg.eps)
+        return torch.optim.Adam(groups, lr=lr, betas=tcfg.betas, eps=tcfg.eps, fused=fused)
     if tcfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=tcfg.momentum)
     raise ValueError(f"unknown optimizer {tcfg.optimizer!r}")
