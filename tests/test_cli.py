@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from cinematic.cli import build_parser, main
 from cinematic.training.launch import resolve_run_config
@@ -122,6 +125,26 @@ def test_seed_script_runs_as_a_real_process(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "data folder not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_seed_script_trains_under_the_deprecated_distributed_launcher(tmp_path, demo_data):
+    """The seed README's `python -m torch.distributed.launch --nproc_per_node=N train_*.py`: the old
+    launcher passes --local-rank to each process; both join one gloo group and train together."""
+    with socket.socket() as probe:  # a free port, so parallel test runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    work = tmp_path / "wd"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.launch", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={port}", "train_lyrics.py", "--config", "tiny", "--data_dir", str(demo_data / "lyrics"),
+         "--work_dir", str(work), "--set", "training.max_steps=4", "--set", "logging.logger=none"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2" in result.stderr
+    checkpoint = torch.load(work / "lyrics" / "checkpoints" / "last.pth", weights_only=True)
+    assert checkpoint["step"] == 4 and checkpoint["task"] == "lyrics"
 
 
 def test_data_demo_refuses_a_folder_with_other_files(tmp_path, capsys):
