@@ -130,8 +130,9 @@ class RelativeMultiheadAttention(nn.Module):
 
     def distance_embeddings(self, num_keys: int) -> torch.Tensor:
         """(H, Lk, D_h): rows for distances Lk − 1 … 0, clipped at max_relative_position."""
-        if num_keys <= self.max_relative_position + 1:  # no clipping: a flip, cheaper than a gather
-            return self.relative_embeddings[:, :num_keys].flip(1)  # to differentiate (no index_put)
+        if num_keys <= self.max_relative_position + 1:  # nothing clipped: the first rows, reversed
+            # (a flip's backward is a flip; a gather's is a slower accumulating index_put)
+            return self.relative_embeddings[:, :num_keys].flip(1)
         distances = torch.arange(num_keys - 1, -1, -1, device=self.relative_embeddings.device)
         return self.relative_embeddings[:, distances.clamp(max=self.max_relative_position)]
 
