@@ -8,7 +8,8 @@ On CPU, `torch.nn.functional.dropout` draws one Mersenne-Twister number per elem
 four 16-bit uniforms, so each element costs a quarter of a draw and one comparison. The keep
 probability is quantized to 1/65536 (p = 0.1 keeps 58982/65536 = 0.899994). The draws come from
 torch's default generator, so `torch.manual_seed` and the trainer's saved RNG state make them
-reproducible exactly as with `F.dropout`. On other devices the stock kernel is used.
+reproducible exactly as with `F.dropout`. On other devices, and for tensors under 32 768 elements
+(where launching four small ops costs more than the draws saved), the stock kernel is used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 _INT16_VALUES = 1 << 16
+_SMALL = 1 << 15
+"""Below this many elements the stock kernel wins: our mask takes four small ops, F.dropout one."""
 
 
 def dropout_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
@@ -36,7 +39,7 @@ def dropout(x: torch.Tensor, p: float, training: bool, rescale: bool = True) -> 
     1/(1 − p) factor, for a caller that applies it to a smaller tensor downstream (it is linear)."""
     if not training or p <= 0:
         return x
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or x.numel() < _SMALL:
         dropped = F.dropout(x, p, training=True)
         return dropped if rescale else dropped * (1.0 - p)
     # multiplying by a bool tensor is one pass; autograd saves the 1-byte mask, not a float copy
