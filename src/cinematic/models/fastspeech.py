@@ -37,7 +37,7 @@ from cinematic.models.aligner import (
     binarization_loss,
     hard_alignment,
 )
-from cinematic.models.layers import Dropout  # nn.Dropout with a 5x faster CPU mask
+from cinematic.models.layers import Dropout  # nn.Dropout, faster CPU masks for large tensors
 
 DVECTOR_DIM = 256
 """Size of resemblyzer's GE2E d-vectors."""

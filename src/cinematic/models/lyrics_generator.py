@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cinematic.models.layers import Dropout  # nn.Dropout with a 5x faster CPU mask
+from cinematic.models.layers import Dropout  # nn.Dropout, faster CPU masks for large tensors
 
 IGNORE_INDEX = -100
 """Target id that contributes nothing to the loss (padding, the token before a block starts)."""
