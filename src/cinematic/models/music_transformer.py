@@ -270,14 +270,14 @@ class KVCache:
     def __init__(self, num_layers: int) -> None:
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.filled = [0] * num_layers
         self.length = 0
-        """Positions cached so far (control positions included)."""
+        """Positions cached so far (control positions included); the model advances it after every
+        layer has appended its keys, so during a forward pass it is where each layer writes."""
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, H, T, D_h) keys/values after the cached ones; return views of all of them."""
-        start, new = self.filled[layer], k.size(-2)
-        stop = start + new
+        start = self.length
+        stop = start + k.size(-2)
         keys, values = self.keys[layer], self.values[layer]
         if keys is None or stop > keys.size(-2):
             capacity = max(2 * stop, 64)
@@ -285,7 +285,6 @@ class KVCache:
             self.keys[layer], self.values[layer] = keys, values
         keys[..., start:stop, :] = k
         values[..., start:stop, :] = v
-        self.filled[layer] = stop
         return keys[..., :stop, :], values[..., :stop, :]
 
     @staticmethod
