@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -16,20 +18,29 @@ def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed & 0xFFFFFFFF, epoch, index])
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file so that readers see the old content or the new one, never a half-written file."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, fsync it, then rename it over `path`:
+    readers see the old content or the new one, never a half-written file. `mode` sets the file's
+    permissions (mkstemp makes 0600 files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that readers see the old content or the new one, never a half-written file."""
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -19,14 +19,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from cinematic.errors import UserError
+from cinematic.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -49,34 +49,18 @@ FILE_MODE = _file_mode()
 
 def atomic_save(obj: Any, path: Path) -> None:
     """`torch.save` through a temporary file + fsync + rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(obj, handle), mode=FILE_MODE)
     _fsync_dir(path.parent)
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy a finished checkpoint (last.pth, best.pth from a step file) with the same guarantees."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+
+    def copy(out: BinaryIO) -> None:
+        with open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 22)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(dst, copy, mode=FILE_MODE)
     _fsync_dir(dst.parent)
 
 
