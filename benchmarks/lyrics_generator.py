@@ -68,7 +68,7 @@ def sample_rate(model: LyricsGPT, new_tokens: int, cached: bool, prompt: int = 8
     )
     start = time.perf_counter()
     if cached:
-        cache = model.new_cache(1, prompt + new_tokens)
+        cache = model.new_cache(prompt + new_tokens)
         logits, _ = model(tokens, cache=cache, last_only=True)
         for _ in range(new_tokens):
             nxt = logits[:, -1].argmax(-1, keepdim=True)

@@ -19,7 +19,7 @@ def test_cached_generation_equals_uncached_logits_at_every_step():
     tokens = torch.randint(0, 96, (3, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full, _ = model(tokens)
-        cache = model.new_cache(batch=3)
+        cache = model.new_cache()
         pieces = [model(tokens[:, :7], cache=cache)[0]]  # prefill
         pieces.append(model(tokens[:, 7:12], cache=cache)[0])  # several tokens after a cached prefix
         for t in range(12, 40):  # then one token at a time
@@ -80,7 +80,7 @@ def test_longer_than_block_size_is_refused():
     model = tiny()
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, 49, dtype=torch.long))
-    cache = model.new_cache(batch=1)
+    cache = model.new_cache()
     model(torch.zeros(1, 48, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, 1, dtype=torch.long), cache=cache)

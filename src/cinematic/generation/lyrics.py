@@ -31,7 +31,8 @@ from tqdm import tqdm
 from cinematic.data.tokenizers.text_bpe import STRUCTURE, TextBPETokenizer, normalize_lyrics
 from cinematic.errors import UserError
 from cinematic.generation.sampling import apply_repetition_penalty, guided_logits, sample_next
-from cinematic.models.lyrics_generator import KVCache, LyricsGPT
+from cinematic.models.layers import KVCache
+from cinematic.models.lyrics_generator import LyricsGPT
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class _Stream:
         long song's later pieces repeat its prefix)."""
         keep = max(1, self.block - self.prefix.size(1) - self.block // 4)
         tokens = torch.cat([self.prefix, text[:, -keep:]], dim=1)
-        self.cache = self.model.new_cache(tokens.size(0), self.block)
+        self.cache = self.model.new_cache(self.block)
         logits, _ = self.model(tokens, cache=self.cache, last_only=True)
         return logits[:, -1]
 

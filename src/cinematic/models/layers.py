@@ -1,4 +1,4 @@
-"""Building blocks shared by the models.
+"""Building blocks shared by the models: dropout, and the KV cache of the autoregressive decoders.
 
 Dropout (Srivastava et al. 2014): y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p).
 
@@ -61,3 +61,46 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class KVCache:
+    """Keys and values of every layer of a decoder, for incremental decoding (the Music Transformer,
+    the lyrics GPT). `length` counts the positions cached so far; a model's forward appends each
+    layer's new keys at `length`, then calls `advance`.
+
+    Each layer's keys and values live in one buffer with spare room, so a step writes its new
+    column in place instead of copying the whole cache (`torch.cat` per step made decoding O(L²) in
+    memory traffic: half the time of a 6-layer Music Transformer step at 400 frames). With `max_len`
+    the buffer holds exactly that many positions and more is an error; without, it doubles when full.
+    Buffers take the dtype and device of the first keys stored, so the cache follows autocast."""
+
+    def __init__(self, num_layers: int, max_len: int | None = None) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.max_len = max_len
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, H, T, D_h) keys/values after the cached ones; return views of all of them."""
+        start, stop = self.length, self.length + k.size(-2)
+        if self.max_len is not None and stop > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {stop} requested")
+        keys, values = self.keys[layer], self.values[layer]
+        if keys is None or values is None or stop > keys.size(-2):
+            capacity = self.max_len or max(2 * stop, 64)
+            keys, values = _grown(keys, k, capacity, start), _grown(values, v, capacity, start)
+            self.keys[layer], self.values[layer] = keys, values
+        keys[..., start:stop, :] = k
+        values[..., start:stop, :] = v
+        return keys[..., :stop, :], values[..., :stop, :]
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+
+def _grown(old: torch.Tensor | None, like: torch.Tensor, capacity: int, used: int) -> torch.Tensor:
+    """A (..., capacity, D) buffer shaped and typed like `like`, holding `old`'s first `used` rows."""
+    buffer = like.new_empty(*like.shape[:-2], capacity, like.size(-1))
+    if old is not None:
+        buffer[..., :used, :] = old[..., :used, :]
+    return buffer

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cinematic.models.layers import Dropout  # nn.Dropout, faster CPU masks for large tensors
+from cinematic.models.layers import Dropout, KVCache  # Dropout: faster CPU masks for large tensors
 
 IGNORE_INDEX = -100
 """Target id that contributes nothing to the loss (padding, the token before a block starts)."""
@@ -62,33 +62,6 @@ def padded_vocab_size(size: int, multiple: int = 64) -> int:
     return ((size + multiple - 1) // multiple) * multiple
 
 
-class KVCache:
-    """Keys and values of every layer for the positions seen so far, preallocated to `max_len` (in the
-    dtype of the first keys stored, so it follows autocast)."""
-
-    def __init__(self, config: LyricsGPTConfig, batch: int, max_len: int):
-        self.shape = (config.n_layer, batch, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
-        self.length = 0
-        self.max_len = max_len
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this forward's (B, H, T, hd) keys/values after the cached ones; return all of them."""
-        end = self.length + k.size(2)
-        if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
-        if self.k is None or self.v is None:
-            self.k = torch.zeros(self.shape, device=k.device, dtype=k.dtype)
-            self.v = torch.zeros(self.shape, device=v.device, dtype=v.dtype)
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def advance(self, steps: int) -> None:
-        self.length += steps
-
-
 class CausalSelfAttention(nn.Module):
     """Multi-head masked self-attention (Vaswani et al. 2017, §3.2.2)."""
 
@@ -117,7 +90,7 @@ class CausalSelfAttention(nn.Module):
         past = 0
         if cache is not None:
             past = cache.length
-            k, v = cache.update(layer, k, v)
+            k, v = cache.append(layer, k, v)
         dropout_p = self.dropout if self.training else 0.0
         if attn_mask is not None:  # packed documents: block-diagonal causal mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
@@ -208,8 +181,9 @@ class LyricsGPT(nn.Module):
         T = seq_len or c.block_size
         return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * T
 
-    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
-        return KVCache(self.config, batch, max_len or self.config.block_size)
+    def new_cache(self, max_len: int | None = None) -> KVCache:
+        """A KV cache for up to `max_len` positions (default block_size), any batch size."""
+        return KVCache(self.config.n_layer, max_len or self.config.block_size)
 
     def forward(
         self,

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cinematic.models.layers import Dropout, dropout
+from cinematic.models.layers import Dropout, KVCache, dropout
 
 
 @dataclass
@@ -259,42 +259,6 @@ def local_mask(
     return (k_pos > q_pos) | (k_pos < window_start)
 
 
-class KVCache:
-    """Keys and values of every layer for incremental decoding; positions are absolute, so the
-    relative distances of a cached step are exactly those of the full forward pass.
-
-    Each layer's keys and values live in one buffer with spare room that doubles when full, so a
-    step writes its new column in place instead of copying the whole cache (`torch.cat` per step
-    made decoding O(L²) in memory traffic: half the time of a 6-layer step at 400 frames)."""
-
-    def __init__(self, num_layers: int) -> None:
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.length = 0
-        """Positions cached so far (control positions included); the model advances it after every
-        layer has appended its keys, so during a forward pass it is where each layer writes."""
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (B, H, T, D_h) keys/values after the cached ones; return views of all of them."""
-        start = self.length
-        stop = start + k.size(-2)
-        keys, values = self.keys[layer], self.values[layer]
-        if keys is None or stop > keys.size(-2):
-            capacity = max(2 * stop, 64)
-            keys, values = self._grown(keys, k, capacity, start), self._grown(values, v, capacity, start)
-            self.keys[layer], self.values[layer] = keys, values
-        keys[..., start:stop, :] = k
-        values[..., start:stop, :] = v
-        return keys[..., :stop, :], values[..., :stop, :]
-
-    @staticmethod
-    def _grown(old: torch.Tensor | None, like: torch.Tensor, capacity: int, used: int) -> torch.Tensor:
-        buffer = like.new_empty(*like.shape[:-2], capacity, like.size(-1))
-        if old is not None:
-            buffer[..., :used, :] = old[..., :used, :]
-        return buffer
-
-
 # ----------------------------------------------------------------------------------------- blocks
 
 
@@ -427,7 +391,7 @@ class MusicTransformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, mask, cache, i)
         if cache is not None:
-            cache.length += length
+            cache.advance(length)
         x = self.norm(x[:, n_prefix:])
         if self.cfg.tie_embeddings:
             logits = [F.linear(x, table.weight) for table in self.token_embeddings]
