@@ -24,21 +24,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import matmul_peak_flops
 
 from cinematic.models.lyrics_generator import LyricsGPT, LyricsGPTConfig
 from cinematic.training.optimizers import param_groups
-
-
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GEMM rate of n×n×n products (2n³ FLOPs each)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def train_rate(model: torch.nn.Module, batch: int, block: int, vocab: int, steps: int, warmup: int) -> float:

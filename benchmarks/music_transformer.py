@@ -50,18 +50,6 @@ def _model(seq_len: int, **extra):
     return MusicTransformer(MusicTransformerConfig(**CONFIG, max_relative_position=seq_len, **extra))
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 GEMM FLOP/s on the current threads: the denominator of the MFU figures."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
-
-
 def bench_train(batch: int, seq_len: int, steps: int) -> dict:
     import torch
     import torch.nn.functional as F
@@ -87,6 +75,8 @@ def bench_train(batch: int, seq_len: int, steps: int) -> dict:
         step()
     seconds = (time.perf_counter() - start) / steps
     tokens_per_s = batch * seq_len / seconds
+    from common import matmul_peak_flops
+
     peak = matmul_peak_flops()
     return {
         "batch": batch,
