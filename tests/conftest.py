@@ -15,6 +15,18 @@ torch.set_num_threads(2)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one intra-op thread for a module of tiny models (`pytestmark = usefixtures("one_thread")`):
+    one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine. Not autouse: the trainer
+    tests compare against arithmetic done with the session's two threads. Session fixtures start before
+    it, so those that train set the thread count themselves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_config():
     """A fresh copy of the tiny preset (configs/tiny.yaml), safe to modify."""

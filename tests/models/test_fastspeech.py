@@ -14,13 +14,7 @@ from cinematic.models.fastspeech import FastSpeech2, VarianceStats, length_regul
 N_SYMBOLS = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -65,6 +59,24 @@ def _batch(seed: int = 0, batch: int = 3, n_mels: int = 80):
     }
 
 
+TRAINING_INPUTS = (
+    "tokens",
+    "text_lengths",
+    "mels",
+    "mel_lengths",
+    "pitch",
+    "energy",
+    "speakers",
+    "languages",
+    "dvectors",
+)
+
+
+def _inputs(batch: dict) -> dict:
+    """The keyword arguments of a training forward pass, taken from `_batch`."""
+    return {k: batch[k] for k in TRAINING_INPUTS}
+
+
 def test_length_regulator_repeats_each_state_by_its_duration():
     hidden = torch.randn(2, 4, 3)
     durations = torch.tensor([[1, 3, 0, 2], [2, 2, 2, 0]])
@@ -80,22 +92,7 @@ def test_length_regulator_repeats_each_state_by_its_duration():
 def test_training_forward_shapes_and_durations_sum_to_mel_length(voice_cfg):
     model = _model(voice_cfg).train()
     batch = _batch()
-    out = model(
-        **{
-            k: batch[k]
-            for k in (
-                "tokens",
-                "text_lengths",
-                "mels",
-                "mel_lengths",
-                "pitch",
-                "energy",
-                "speakers",
-                "languages",
-                "dvectors",
-            )
-        }
-    )
+    out = model(**_inputs(batch))
     b, t_mel, n_mels = batch["mels"].shape
     assert out["mel"].shape == out["mel_post"].shape == (b, t_mel, n_mels)
     assert out["log_duration"].shape == out["pitch_pred"].shape == batch["tokens"].shape
@@ -149,20 +146,7 @@ def test_tiny_model_overfits_one_batch(voice_cfg):
     model = _model(voice_cfg).train()
     batch = _batch(seed=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    inputs = {
-        k: batch[k]
-        for k in (
-            "tokens",
-            "text_lengths",
-            "mels",
-            "mel_lengths",
-            "pitch",
-            "energy",
-            "speakers",
-            "languages",
-            "dvectors",
-        )
-    }
+    inputs = _inputs(batch)
     first = None
     for _ in range(60):
         out = model(**inputs)
@@ -189,23 +173,7 @@ def test_given_durations_replace_the_aligner(voice_cfg):
     n, t = int(batch["text_lengths"][0]), int(batch["mel_lengths"][0])
     given = torch.full((1, n), t // n)
     given[0, -1] += t - int(given.sum())
-    out = model(
-        **{
-            k: batch[k]
-            for k in (
-                "tokens",
-                "text_lengths",
-                "mels",
-                "mel_lengths",
-                "pitch",
-                "energy",
-                "speakers",
-                "languages",
-                "dvectors",
-            )
-        },
-        durations=given,
-    )
+    out = model(**_inputs(batch), durations=given)
     assert out["durations"].tolist() == given.tolist()
     first = int(given[0, 0])
     torch.testing.assert_close(out["pitch_target"][0, 0], batch["pitch"][0, :first].mean())

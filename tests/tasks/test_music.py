@@ -28,14 +28,7 @@ from cinematic.tasks.music import (
 TOK = PerformanceTokenizer()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny models here gain nothing from a second intra-op thread; on a shared machine its
-    spin-waiting made them many times slower. Restores the session's setting afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

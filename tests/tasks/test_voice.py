@@ -15,18 +15,9 @@ from cinematic.configs import load_config
 from cinematic.configs.model_config import MelConfig
 from cinematic.errors import UserError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SPEAKERS = ("en_anna", "es_lucia")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 """Trained on; en_marcus is held out for cloning."""
 
 
@@ -53,14 +44,20 @@ class GriffinLimVocoder:
         return wav.astype(np.float32)
 
 
+def _copy_clips(src: Path, dst: Path, n: int) -> Path:
+    """The first `n` clips of speaker folder `src` (each WAV with its transcript) into a new folder `dst`."""
+    dst.mkdir(parents=True)
+    for wav in sorted(src.glob("*.wav"))[:n]:
+        shutil.copy(wav, dst / wav.name)
+        shutil.copy(wav.with_suffix(".txt"), dst / wav.with_suffix(".txt").name)
+    return dst
+
+
 def _subset(demo_data: Path, out: Path, speakers, per_speaker: int) -> Path:
     for name in speakers:
-        src, dst = demo_data / "voice" / name, out / name
-        dst.mkdir(parents=True)
+        src = demo_data / "voice" / name
+        dst = _copy_clips(src, out / name, per_speaker)
         shutil.copy(src / "speaker.json", dst / "speaker.json")
-        for wav in sorted(src.glob("*.wav"))[:per_speaker]:
-            shutil.copy(wav, dst / wav.name)
-            shutil.copy(wav.with_suffix(".txt"), dst / wav.with_suffix(".txt").name)
     return out
 
 
@@ -242,13 +239,9 @@ def test_adaptation_beats_zero_shot_similarity(synth, voice_run):
     from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
 
     heldout = voice_run["heldout"]
-    ref_dir = voice_run["root"] / "marcus"
-    ref_dir.mkdir()
-    clips = sorted(heldout.glob("*.wav"))
-    for wav in clips[:4]:
-        shutil.copy(wav, ref_dir / wav.name)
-        shutil.copy(wav.with_suffix(".txt"), ref_dir / wav.with_suffix(".txt").name)
+    ref_dir = _copy_clips(heldout, voice_run["root"] / "marcus", 4)
     shutil.copy(heldout / "speaker.json", ref_dir / "speaker.json")
+    clips = sorted(heldout.glob("*.wav"))
     target_wav, sr = load_audio(clips[-1], synth.sample_rate)
     target_text = clips[-1].with_suffix(".txt").read_text().strip()
 
@@ -377,11 +370,7 @@ def test_cli_clone_and_evaluate(voice_run, tmp_path, capsys, monkeypatch):
     from cinematic.cli import main
     from cinematic.generation import speech
 
-    ref = tmp_path / "newvoice"
-    ref.mkdir()
-    for wav in sorted(voice_run["heldout"].glob("*.wav"))[:2]:
-        shutil.copy(wav, ref / wav.name)
-        shutil.copy(wav.with_suffix(".txt"), ref / wav.with_suffix(".txt").name)
+    ref = _copy_clips(voice_run["heldout"], tmp_path / "newvoice", 2)
     out = tmp_path / "cloned.pth"
     ckpt = str(voice_run["result"].best_checkpoint)
     assert (
