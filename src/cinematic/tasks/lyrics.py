@@ -39,6 +39,7 @@ from cinematic.data.tokenizers.text_bpe import LABEL_KINDS, TextBPETokenizer, no
 from cinematic.errors import UserError
 from cinematic.models.lyrics_generator import IGNORE_INDEX, LyricsGPT, LyricsGPTConfig, padded_vocab_size
 from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
+from cinematic.training.checkpointing import inference_weights
 from cinematic.utils import atomic_write_bytes, item_rng
 
 if TYPE_CHECKING:
@@ -478,20 +479,9 @@ class LyricsTask:
             )
         tokenizer = TextBPETokenizer.from_state(state["tokenizer"])
         model = LyricsGPT(LyricsGPTConfig.from_dict(dict(state["model_config"])))
-        weights = (checkpoint.get("ema") or {}).get(MODEL) or checkpoint["model"][MODEL]
-        model.load_state_dict(_strip_prefixes(weights))
+        model.load_state_dict(inference_weights(checkpoint, MODEL))
         model.to(device).eval()
         return LyricsGenerator(model, tokenizer, scene_limit=int(state.get("scene_limit", 64)))
-
-
-def _strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights saved from a DDP- or compile-wrapped model load into the plain one."""
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            key = key.removeprefix(prefix)
-        out[key] = value
-    return out
 
 
 # ------------------------------------------------------------------------------------------- quickstart

@@ -38,6 +38,7 @@ from cinematic.data.tokenizers.midi import make_tokenizer
 from cinematic.errors import UserError
 from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
 from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
+from cinematic.training.checkpointing import inference_weights
 from cinematic.utils import atomic_write_bytes, file_sha1, item_rng
 
 log = logging.getLogger(__name__)
@@ -105,16 +106,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside DDP / torch.compile wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
-
-
-def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights saved from a DDP- or compile-wrapped model load into the plain one."""
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            key = key.removeprefix(prefix)
-        out[key] = value
-    return out
 
 
 # ------------------------------------------------------------------------------------------ datasets
@@ -459,8 +450,7 @@ class MusicTask:
         cfg = dict(state["model_config"])
         cfg["condition_sizes"] = tuple(cfg["condition_sizes"])
         model = MusicTransformer(MusicTransformerConfig(**cfg))
-        weights = (checkpoint.get("ema") or {}).get(MODEL) or checkpoint["model"][MODEL]
-        model.load_state_dict(strip_prefixes(weights))
+        model.load_state_dict(inference_weights(checkpoint, MODEL))
         model.to(device).eval()
         return MusicGenerator(model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"])
 

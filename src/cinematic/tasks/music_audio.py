@@ -460,7 +460,7 @@ def load_audio_inference(
     `checkpoint_path` (where the checkpoint lives, to find `<work_dir>/vocoder_music/` next to it)."""
     from cinematic.generation.music_audio import AudioMusicGenerator
     from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
-    from cinematic.tasks.music import strip_prefixes
+    from cinematic.training.checkpointing import inference_weights
 
     state = checkpoint.get("task_state") or {}
     if state.get("representation") != REPRESENTATION or "tokenizer" not in state:
@@ -468,8 +468,7 @@ def load_audio_inference(
     cfg = dict(state["model_config"])
     cfg["condition_sizes"] = tuple(cfg["condition_sizes"])
     model = MusicTransformer(MusicTransformerConfig(**cfg))
-    weights = (checkpoint.get("ema") or {}).get(MODEL) or checkpoint["model"][MODEL]
-    model.load_state_dict(strip_prefixes(weights))
+    model.load_state_dict(inference_weights(checkpoint, MODEL))
     model.to(device).eval()
     return AudioMusicGenerator(
         model,

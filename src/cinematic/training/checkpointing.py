@@ -19,6 +19,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -227,6 +228,21 @@ def model_state_dict(
     if name not in models:
         raise UserError(f"checkpoint has no model {name!r}; it holds: {', '.join(models) or 'none'}")
     return models[name]
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved from a DDP- or compile-wrapped model load into the plain one."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out
+
+
+def inference_weights(checkpoint: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
+    """Model `name`'s weights for a plain (unwrapped) model: the EMA weights when the run kept them."""
+    return strip_prefixes((checkpoint.get("ema") or {}).get(name) or checkpoint["model"][name])
 
 
 def export_safetensors(checkpoint_path: str | Path, out_path: str | Path, prefer_ema: bool = True) -> Path:
