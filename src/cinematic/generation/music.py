@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cinematic.errors import UserError
-from cinematic.generation.sampling import guided_logits, sample_next
+from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
 
 log = logging.getLogger(__name__)
 
@@ -64,72 +64,68 @@ def generate_tokens(
 
     `conditions`: label ids per condition (0 = null). The same seed gives the same tokens."""
     device = next(model.parameters()).device
-    with decode_threads(device):
-        return _sample_loop(
-            model,
-            conditions,
-            length,
-            primer,
-            bos_id,
-            eos_id,
-            banned,
-            temperature,
-            top_k,
-            top_p,
-            guidance,
-            seed,
-            progress,
-        )
-
-
-def _sample_loop(
-    model: Any,
-    conditions: Sequence[int] | torch.Tensor | None,
-    length: int,
-    primer: Sequence[int] | None,
-    bos_id: int,
-    eos_id: int | None,
-    banned: Sequence[int],
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    guidance: float,
-    seed: int,
-    progress: bool,
-) -> np.ndarray:
-    device = next(model.parameters()).device
-    n_cond = model.num_conditions
-    cond = torch.as_tensor(
-        list(conditions) if conditions is not None else [0] * n_cond, dtype=torch.long, device=device
-    )
-    cond = cond.view(1, n_cond)
-    guided = guidance != 1.0 and n_cond > 0
-    if guided:  # row 0 conditional, row 1 all-null
-        cond = torch.cat([cond, torch.zeros_like(cond)])
+    cond, guided = guidance_rows(conditions, model.num_conditions, guidance, device)
     prompt = torch.tensor([bos_id, *(primer or [])], dtype=torch.long, device=device).view(1, 1, -1)
     prompt = prompt.expand(cond.size(0), -1, -1)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    cache = model.new_cache()
-    logits = model(prompt, cond, cache)[:, 0, -1]  # (rows, V)
+    banned_ids = list(banned)
     out: list[int] = []
-    steps = range(length)
+    steps: Any = range(length)
     if progress:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="generating", unit="tok")
-    for _ in steps:
-        logits = logits.float()
-        step_logits = guided_logits(logits[:1], logits[1:], guidance) if guided else logits[:1]
-        if banned:
-            step_logits[:, list(banned)] = float("-inf")
-        token = sample_next(step_logits.cpu(), temperature, top_k, top_p, generator=generator)
-        value = int(token.item())
-        if eos_id is not None and value == eos_id:
-            break
-        out.append(value)
-        nxt = torch.full((cond.size(0), 1, 1), value, dtype=torch.long, device=device)
-        logits = model(nxt, cond, cache)[:, 0, -1]
+    with decode_threads(device):
+        cache = model.new_cache()
+        logits = model(prompt, cond, cache)[:, 0, -1]  # (rows, V)
+        for _ in steps:
+            logits = logits.float()
+            step_logits = guided_logits(logits[:1], logits[1:], guidance) if guided else logits[:1]
+            if banned_ids:
+                step_logits[:, banned_ids] = float("-inf")
+            token = sample_next(step_logits.cpu(), temperature, top_k, top_p, generator=generator)
+            value = int(token.item())
+            if eos_id is not None and value == eos_id:
+                break
+            out.append(value)
+            nxt = torch.full((cond.size(0), 1, 1), value, dtype=torch.long, device=device)
+            logits = model(nxt, cond, cache)[:, 0, -1]
     return np.asarray(out, dtype=np.int64)
+
+
+def condition_ids(vocab: Mapping[str, Sequence[str]], **labels: str | None) -> list[int]:
+    """Label strings → ids for a checkpoint's label vocabularies {condition: [null, label, ...]}; an unknown
+    label (or a condition the model does not use) is a UserError that lists what the checkpoint knows."""
+    for name, value in labels.items():
+        if value is not None and name not in vocab:
+            used = ", ".join(vocab) or "none"
+            raise UserError(f"this music model is not conditioned on {name} (its conditions: {used})")
+    ids = []
+    for name, values in vocab.items():
+        value = labels.get(name)
+        if value is None:
+            ids.append(0)
+        elif str(value) in values[1:]:
+            ids.append(list(values).index(str(value)))
+        else:
+            known = ", ".join(values[1:]) or "(none: the training data had no such labels)"
+            raise UserError(f"unknown {name} {value!r}; this checkpoint knows: {known}")
+    return ids
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The labels and sampling flags `cinematic generate music` passes to either route's generator."""
+    return {
+        "emotion": args.emotion,
+        "genre": args.genre,
+        "scene": args.scene,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "progress": True,
+    }
 
 
 class MusicGenerator:
@@ -154,21 +150,7 @@ class MusicGenerator:
     def condition_ids(self, **labels: str | None) -> list[int]:
         """Label strings → ids; an unknown label (or a condition the model does not use) is a UserError
         that lists what the checkpoint knows."""
-        for name, value in labels.items():
-            if value is not None and name not in self.labels:
-                used = ", ".join(self.labels) or "none"
-                raise UserError(f"this music model is not conditioned on {name} (its conditions: {used})")
-        ids = []
-        for name, values in self.labels.items():
-            value = labels.get(name)
-            if value is None:
-                ids.append(0)
-            elif str(value) in values[1:]:
-                ids.append(values.index(str(value)))
-            else:
-                known = ", ".join(values[1:]) or "(none: the training data had no such labels)"
-                raise UserError(f"unknown {name} {value!r}; this checkpoint knows: {known}")
-        return ids
+        return condition_ids(self.labels, **labels)
 
     def generate_tokens(
         self,
@@ -266,19 +248,7 @@ def generate_command(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".mid", ".midi", ".wav"):
         raise UserError(f"--out {out}: write a .mid or a .wav file")
     generator = get_task("music").inference(checkpoint, device=getattr(args, "device", "cpu"))
-    score = generator.generate(
-        emotion=args.emotion,
-        genre=args.genre,
-        scene=args.scene,
-        length=args.length,
-        primer=args.primer,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        guidance=args.guidance,
-        seed=args.seed,
-        progress=True,
-    )
+    score = generator.generate(length=args.length, primer=args.primer, **sampling_kwargs(args))
     write_output(generator, score, out)
     print(f"wrote {out} ({score.note_num()} notes, {score.to('second').end():.1f} s)")
     return 0

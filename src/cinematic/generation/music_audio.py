@@ -28,7 +28,7 @@ import torch
 from cinematic.configs.model_config import MelConfig
 from cinematic.data.tokenizers.delay import deinterleave
 from cinematic.errors import UserError
-from cinematic.generation.sampling import guided_logits, sample_next
+from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,7 @@ def generate_codes(
     """Codes (K, frames) from a K-stream model; the same seed gives the same codes."""
     device = next(model.parameters()).device
     k_streams = model.cfg.num_streams
-    n_cond = model.num_conditions
-    cond = torch.as_tensor(list(conditions) if conditions is not None else [0] * n_cond, dtype=torch.long)
-    cond = cond.view(1, n_cond).to(device)
-    guided = guidance != 1.0 and n_cond > 0
-    if guided:  # row 0 conditional, row 1 all-null
-        cond = torch.cat([cond, torch.zeros_like(cond)])
+    cond, guided = guidance_rows(conditions, model.num_conditions, guidance, device)
     rows = cond.size(0)
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     steps = frames + k_streams - 1
@@ -167,9 +162,9 @@ class AudioMusicGenerator:
 
     def condition_ids(self, **labels: str | None) -> list[int]:
         """Label strings → ids; an unknown label is a UserError that lists what the checkpoint knows."""
-        from cinematic.generation.music import MusicGenerator
+        from cinematic.generation.music import condition_ids
 
-        return MusicGenerator(self.model, None, self.labels).condition_ids(**labels)
+        return condition_ids(self.labels, **labels)
 
     def frames_for(self, duration: float) -> int:
         if not duration > 0:
@@ -262,6 +257,7 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
 
     from cinematic.api import read_checkpoint
     from cinematic.data.audio import save_audio
+    from cinematic.generation.music import sampling_kwargs
     from cinematic.tasks.music_audio import load_audio_inference
 
     out = Path(args.out)
@@ -273,18 +269,7 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     music = load_audio_inference(checkpoint, device, vocoder=args.vocoder, checkpoint_path=args.checkpoint)
     _ = music.vocoder  # a missing or mismatched vocoder fails before sampling, not after
     start = time.perf_counter()
-    mel = music.generate_mel(
-        emotion=args.emotion,
-        genre=args.genre,
-        scene=args.scene,
-        duration=args.duration,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        guidance=args.guidance,
-        seed=args.seed,
-        progress=True,
-    )
+    mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args))
     wav = music.vocode(mel)
     seconds = len(wav) / music.sample_rate
     save_audio(out, wav, music.sample_rate)

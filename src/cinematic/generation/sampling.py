@@ -7,6 +7,8 @@ All functions work on a batch of logits `(B, V)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -24,6 +26,19 @@ def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, weight: float) -> to
     if weight == 1.0:
         return cond
     return uncond + weight * (cond - uncond)
+
+
+def guidance_rows(
+    conditions: Sequence[int] | torch.Tensor | None, n_cond: int, guidance: float, device: torch.device
+) -> tuple[torch.Tensor, bool]:
+    """Condition rows (rows, n_cond) for a label-conditioned model, and whether guidance is on: one row of
+    label ids (None = all null), plus an all-null row when classifier-free guidance applies (w ≠ 1)."""
+    cond = torch.as_tensor(list(conditions) if conditions is not None else [0] * n_cond, dtype=torch.long)
+    cond = cond.view(1, n_cond).to(device)
+    guided = guidance != 1.0 and n_cond > 0
+    if guided:  # row 0 conditional, row 1 all-null
+        cond = torch.cat([cond, torch.zeros_like(cond)])
+    return cond, guided
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:

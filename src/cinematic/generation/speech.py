@@ -253,6 +253,32 @@ class VoiceSynthesizer:
 # ---------------------------------------------------------------------------------------------- adaptation
 
 
+def _voice_dataset(items: list[Any], cache: Any, table: SymbolTable, state: dict[str, Any]) -> Any:
+    """A `VoiceDataset` over `items` with the speaker rows and languages of a voice task state; a speaker the
+    state does not know takes row 0 ("no table entry", the zero-shot row)."""
+    from cinematic.models.fastspeech import VarianceStats
+    from cinematic.tasks.voice import VoiceDataset
+
+    speakers = {it.speaker: 0 for it in items} | {n: i for i, n in enumerate(state["speakers"], start=1)}
+    languages = {n: i for i, n in enumerate(state["languages"])}
+    return VoiceDataset(items, cache, table, speakers, languages, VarianceStats(**state["stats"]))
+
+
+def _teacher_forced(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The acoustic model's teacher-forced pass over a collated batch (durations from the aligner)."""
+    return model(
+        batch["tokens"],
+        batch["text_lengths"],
+        batch["mels"],
+        batch["mel_lengths"],
+        batch["pitch"],
+        batch["energy"],
+        batch["speakers"],
+        batch["languages"],
+        batch["dvectors"],
+    )
+
+
 def _reference_items(
     reference_dir: Path, front: TextFrontEnd, language: str, mel_cfg: MelConfig
 ) -> list[Any]:
@@ -293,7 +319,7 @@ def adapt(
     begins at the zero-shot clone and improves on it. `synth` itself is adapted in place (its model and
     state then know the new speaker)."""
     from cinematic.data.dataset import read_json_labels
-    from cinematic.tasks.voice import FeatureCache, VoiceDataset, collate
+    from cinematic.tasks.voice import FeatureCache, collate
 
     reference_dir = Path(reference_dir)
     name = speaker_name or reference_dir.name
@@ -327,12 +353,7 @@ def adapt(
     dvector = torch.from_numpy((mean / (np.linalg.norm(mean) + 1e-9)).astype(np.float32))
     state["speaker_dvectors"] = {**state.get("speaker_dvectors", {}), name: dvector}
 
-    from cinematic.models.fastspeech import VarianceStats
-
-    table = synth.table
-    speakers = {n: i for i, n in enumerate(state["speakers"], start=1)}
-    languages = {n: i for i, n in enumerate(state["languages"])}
-    dataset = VoiceDataset(items, cache, table, speakers, languages, VarianceStats(**state["stats"]))
+    dataset = _voice_dataset(items, cache, synth.table, state)
     model = synth.model
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -351,17 +372,7 @@ def adapt(
     for _ in tqdm(range(steps), desc=f"adapting to {name}", unit="step", mininterval=1.0):
         pick = rng.choice(len(dataset), size=batch_size, replace=False)
         batch = {k: v.to(synth.device) for k, v in collate([dataset[int(i)] for i in pick]).items()}
-        out = model(
-            batch["tokens"],
-            batch["text_lengths"],
-            batch["mels"],
-            batch["mel_lengths"],
-            batch["pitch"],
-            batch["energy"],
-            batch["speakers"],
-            batch["languages"],
-            batch["dvectors"],
-        )
+        out = _teacher_forced(model, batch)
         loss = model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"])["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -479,30 +490,12 @@ def _duration_error(
 ) -> dict[str, float]:
     """Mean absolute per-symbol duration error (frames) against the aligner's durations on the real clip,
     and the relative error of the total length."""
-    from cinematic.models.fastspeech import VarianceStats
-    from cinematic.tasks.voice import VoiceDataset
-
-    speakers = {n: i for i, n in enumerate(synth.state["speakers"], start=1)}
-    speakers.setdefault(item.speaker, 0)
-    languages = {n: i for i, n in enumerate(synth.state["languages"])}
-    dataset = VoiceDataset(
-        [item], cache, synth.table, speakers, languages, VarianceStats(**synth.state["stats"])
-    )
+    dataset = _voice_dataset([item], cache, synth.table, synth.state)
     batch = {k: v.to(synth.device) for k, v in collate([dataset[0]]).items()}
     if int(batch["mel_lengths"][0]) < int(batch["text_lengths"][0]):
         return {"duration_mae_frames": float("nan"), "length_error": float("nan")}
     with torch.no_grad():
-        out = synth.model(
-            batch["tokens"],
-            batch["text_lengths"],
-            batch["mels"],
-            batch["mel_lengths"],
-            batch["pitch"],
-            batch["energy"],
-            batch["speakers"],
-            batch["languages"],
-            batch["dvectors"],
-        )
+        out = _teacher_forced(synth.model, batch)
     true = out["durations"][0].cpu().float()
     pred = predicted.float()[: len(true)]
     return {
