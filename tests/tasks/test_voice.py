@@ -426,6 +426,14 @@ def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run
     a = torch.load(straight.last_checkpoint, weights_only=True)["model"]["acoustic"]
     b = torch.load(resumed.last_checkpoint, weights_only=True)["model"]["acoustic"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # ... and the resumed run really started from the checkpoint (a fresh 4-step run would match too):
+    # a nudged copy of step 2 ends elsewhere
+    checkpoint = torch.load(resumed.run_dir / "checkpoints" / "step_2.pth", weights_only=True)
+    checkpoint["model"]["acoustic"]["encoder.0.ffn.conv1.weight"] += 0.01
+    torch.save(checkpoint, tmp_path / "nudged.pth")
+    nudged = run_training("voice", cfg("c", 4), voice_run["data"], resume=str(tmp_path / "nudged.pth"))
+    c = torch.load(nudged.last_checkpoint, weights_only=True)["model"]["acoustic"]
+    assert not torch.equal(a["encoder.0.ffn.conv1.weight"], c["encoder.0.ffn.conv1.weight"])
 
 
 def test_several_sentences_are_spoken_one_by_one_with_a_pause(synth):
