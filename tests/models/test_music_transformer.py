@@ -15,15 +15,7 @@ from cinematic.models.music_transformer import (
     skew,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a shared machine two spinning threads
-    made these tests 20× slower; restore the session's setting afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors gain nothing from threads
 
 
 def tiny(**overrides) -> MusicTransformerConfig:
