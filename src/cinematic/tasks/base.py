@@ -65,8 +65,10 @@ class StepOutput:
     """Scalar the phase's optimizer minimises (already averaged over the micro-batch)."""
     metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
     """Extra scalars, logged as train/<name>."""
-    num_items: int | None = None
-    """Items in this micro-batch in `Built.throughput_unit` (None: the batch size)."""
+    num_items: int | torch.Tensor | None = None
+    """Items in this micro-batch in `Built.throughput_unit` (None: the batch size). A 0-dim tensor
+    is fine and better than `int(t.sum())`: the trainer reads it only when it logs, so counting does
+    not make the step wait for the forward pass."""
 
 
 @dataclass

@@ -405,7 +405,7 @@ class LyricsTask:
         model = models[MODEL]
         batch = _to_device(batch, next(model.parameters()).device)
         _, loss = model(batch["idx"], batch["targets"], doc_ids=batch["doc_ids"])
-        tokens = int((batch["targets"] != IGNORE_INDEX).sum())
+        tokens = (batch["targets"] != IGNORE_INDEX).sum()
         return StepOutput(loss=loss, num_items=tokens)
 
     @torch.no_grad()

@@ -351,7 +351,7 @@ class MusicTask:
         counted = targets != IGNORE_INDEX
         with torch.no_grad():
             accuracy = ((logits.argmax(-1) == targets) & counted).sum() / counted.sum().clamp(min=1)
-        return StepOutput(loss=loss, metrics={"accuracy": accuracy.detach()}, num_items=int(counted.sum()))
+        return StepOutput(loss=loss, metrics={"accuracy": accuracy.detach()}, num_items=counted.sum())
 
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:

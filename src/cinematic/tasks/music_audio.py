@@ -377,7 +377,7 @@ class AudioMusicTask:
         metrics: dict[str, float | torch.Tensor] = {
             f"loss_codebook{k}": (per_stream[k] / counts[k].clamp(min=1)).detach() for k in range(len(counts))
         }
-        return StepOutput(loss=loss, metrics=metrics, num_items=int(counts.sum()))
+        return StepOutput(loss=loss, metrics=metrics, num_items=counts.sum())
 
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:

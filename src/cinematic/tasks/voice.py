@@ -467,7 +467,7 @@ class VoiceTask:
         losses = self._forward(model, batch, train=True)
         core.num_updates += 1  # a buffer: saved with the weights, so the binarization switch survives resume
         metrics = {k: v.detach() for k, v in losses.items() if k != "loss"}
-        return StepOutput(loss=losses["loss"], metrics=metrics, num_items=int(batch["mel_lengths"].sum()))
+        return StepOutput(loss=losses["loss"], metrics=metrics, num_items=batch["mel_lengths"].sum())
 
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:

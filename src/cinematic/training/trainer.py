@@ -783,7 +783,7 @@ class Trainer:
             self.logger.progress(step, self._shown_loss, self._shown_lr, self._shown_rate)
             return
         elapsed = max(time.perf_counter() - self._window_start, 1e-9)
-        rate = window["items"] * self.env.world_size / elapsed
+        rate = float(window["items"]) * self.env.world_size / elapsed
         scalars: dict[str, float] = {}
         single = len(self.phase_states) == 1
         for ps in self.phase_states:
