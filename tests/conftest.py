@@ -21,10 +21,10 @@ def one_thread():
     one thread is as fast, and it avoids OpenMP spin-waiting on a busy machine. Not autouse: the trainer
     tests compare against arithmetic done with the session's two threads. Session fixtures start before
     it, so those that train set the thread count themselves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from cinematic.utils import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

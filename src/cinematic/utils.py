@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +17,21 @@ def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """A random stream that depends only on (seed, epoch, item): datasets use it for random crops and
     augmentation, so a resumed run draws exactly what an uninterrupted one would, whatever the workers."""
     return np.random.default_rng([seed & 0xFFFFFFFF, epoch, index])
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block on `count` torch intra-op threads, then restore the previous setting. Tiny or
+    matrix-vector sized work (k-means steps, one decoded token, tiny test models) gains nothing from a
+    second thread, and on a busy CPU OpenMP threads waiting for each other made it up to 20× slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:

@@ -24,6 +24,7 @@ from cinematic.tasks.music import (
     resolve_representation,
     train_recipe,
 )
+from cinematic.utils import torch_threads
 
 TOK = PerformanceTokenizer()
 
@@ -63,13 +64,8 @@ def _tiny_cfg(work_dir: Path, steps: int = 6):
 def trained(music_dir, tmp_path_factory):
     """One short trainer run on the demo MIDI files through `train_music.py`'s recipe (auto route →
     MIDI → the trainer); session scope: the tests below share it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train_recipe(_tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
-    finally:
-        torch.set_num_threads(previous)
-    return result
+    with torch_threads(1):  # session fixtures start before the module's one_thread fixture
+        return train_recipe(_tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
 
 
 # ------------------------------------------------------------------------------------------- data

@@ -14,6 +14,7 @@ import torch
 from cinematic.configs import load_config
 from cinematic.configs.model_config import MelConfig
 from cinematic.errors import UserError
+from cinematic.utils import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,12 +76,8 @@ def voice_run(demo_data, tmp_path_factory):
     cfg.training.checkpoint_every_steps = 60
     cfg.voice_model.aligner_binarization_start_steps = 30
     cfg.voice_model.dropout = 0.0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # session fixtures start before the module's one-thread fixture
-    try:
+    with torch_threads(1):  # session fixtures start before the module's one_thread fixture
         result = run_training("voice", cfg, data)
-    finally:
-        torch.set_num_threads(threads)
     return {
         "result": result,
         "cfg": cfg,

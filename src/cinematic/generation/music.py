@@ -23,6 +23,7 @@ import torch
 
 from cinematic.errors import UserError
 from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
+from cinematic.utils import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,8 @@ def decode_threads(device: torch.device) -> Any:
     """One intra-op thread while decoding on a CPU: each step is matrix-vector sized, where a second
     thread gains little on a quiet machine and, on a shared one, its spin-waiting made decoding 20×
     slower here (1.1 s vs 25 s for 128 tokens of the tiny model). Restores the setting afterwards."""
-    if device.type != "cpu":
+    with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
         yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @torch.no_grad()

@@ -30,13 +30,12 @@ reconstruction report (mel L1 and SNR in dB per number of codebooks).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ import torch
 
 from cinematic.configs.model_config import MelConfig
 from cinematic.errors import UserError
+from cinematic.utils import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,6 @@ class RVQFitConfig:
 
 
 # ---------------------------------------------------------------------------------------- k-means parts
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """k-means runs thousands of small ops: on a busy CPU, OpenMP threads waiting for each other made
-    fitting 20× slower with 2 threads than with 1 (measured here), so fitting runs single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _sq_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -247,7 +235,7 @@ class MelRVQ:
         bar = tqdm(
             range(num_codebooks), desc="fitting RVQ codebooks", unit="codebook", disable=_no_bar(progress)
         )
-        with one_thread(), torch.no_grad():
+        with torch_threads(1), torch.no_grad():  # k-means: thousands of small ops
             for k in bar:
                 codebooks[k] = fit_codebook(residual, codebook_size, fit, gen)
                 idx, dist = _nearest(residual, codebooks[k])
@@ -277,7 +265,7 @@ class MelRVQ:
         residual = (mel.T - self.mean) / self.std  # (T, n_mels)
         k_used = num_codebooks or self.num_codebooks
         codes = torch.empty(k_used, residual.shape[0], dtype=torch.long)
-        with one_thread(), torch.no_grad():
+        with torch_threads(1), torch.no_grad():  # k-means: thousands of small ops
             for k in range(k_used):
                 codes[k], _ = _nearest(residual, self.codebooks[k])
                 residual = residual - self.codebooks[k][codes[k]]
