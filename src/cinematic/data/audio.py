@@ -159,6 +159,12 @@ def save_audio(
     return path
 
 
+def limit_peak(audio: np.ndarray, ceiling: float) -> np.ndarray:
+    """Scale `audio` down so its peak is at most `ceiling` (never clip: clipping adds distortion)."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    return audio * (ceiling / peak) if peak > ceiling else audio
+
+
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample (samples,) or (channels, samples) float audio with soxr (high quality); float32 out."""
     audio = np.asarray(audio, dtype=np.float32)

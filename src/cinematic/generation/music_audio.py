@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cinematic.configs.model_config import MelConfig
+from cinematic.data.audio import limit_peak
 from cinematic.data.tokenizers.delay import deinterleave
 from cinematic.errors import UserError
 from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
@@ -104,9 +105,7 @@ def griffin_lim(mel: torch.Tensor | np.ndarray, mel_cfg: MelConfig, n_iter: int 
         accelerated = rebuilt + 0.99 * (rebuilt - previous)
         previous = rebuilt
         phase = accelerated / accelerated.abs().clamp_min(1e-8)
-    wav = torch.istft(magnitude * phase, length=length, **stft).numpy()
-    peak = float(np.abs(wav).max()) if wav.size else 0.0
-    return (wav * (0.9 / peak) if peak > 0.9 else wav).astype(np.float32)
+    return limit_peak(torch.istft(magnitude * phase, length=length, **stft).numpy(), 0.9).astype(np.float32)
 
 
 def mel_figure(mel: np.ndarray, title: str = "") -> Any:
@@ -245,10 +244,8 @@ class AudioMusicGenerator:
         return vocoder
 
     def vocode(self, mel: torch.Tensor) -> np.ndarray:
-        wav = np.asarray(self.vocoder.vocode(mel), dtype=np.float32)
-        peak = float(np.abs(wav).max()) if wav.size else 0.0
         # a generated mel can be louder than anything the vocoder saw: scale down, never clip
-        return wav * (0.99 / peak) if peak > 0.99 else wav
+        return limit_peak(np.asarray(self.vocoder.vocode(mel), dtype=np.float32), 0.99)
 
 
 def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None = None) -> int:
