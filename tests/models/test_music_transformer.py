@@ -160,6 +160,42 @@ def test_training_dropout_in_attention_keeps_the_expected_value():
     torch.testing.assert_close(draws.mean(0), expected, atol=0.05, rtol=0)
 
 
+@pytest.mark.parametrize("query_chunk", [0, 5])
+def test_attention_dropout_gradients_match_autograd_through_the_same_masks(query_chunk, monkeypatch):
+    """The hand-written backward with dropout against autograd on the explicit reference, the
+    recorded keep-masks of each chunk placed into one (Lq, Lk) mask."""
+    import cinematic.models.music_transformer as mt
+
+    masks, draw = [], mt.keep_mask
+
+    def recording_keep_mask(weights, p):
+        masks.append(draw(weights, p))
+        return masks[-1]
+
+    monkeypatch.setattr(mt, "keep_mask", recording_keep_mask)
+    attn = RelativeMultiheadAttention(tiny(dropout=0.3, query_chunk=query_chunk, max_relative_position=4))
+    attn.train()
+    q, k, v = _qkv(lq=12, lk=12)
+    mask = causal_mask(12, 0)
+    fast = attn.attend(q, k, v, mask)
+
+    keep = torch.zeros(2, 2, 12, 12)
+    chunk = query_chunk or 12
+    for i, recorded in enumerate(masks):
+        start, stop = i * chunk, min(12, (i + 1) * chunk)
+        keep[:, :, start:stop, :stop] = recorded  # chunk i sees keys 0 … stop − 1
+    assert len(masks) == -(-12 // chunk) and 0 < keep[..., mask.logical_not()].mean() < 1
+    identity = torch.eye(12).expand(2, 2, 12, 12)  # as "values", the reference returns its weights
+    weights = reference_attention(q, k, identity, attn.relative_embeddings, 4, mask)
+    slow = (weights * keep) @ v / 0.7
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad((fast * upstream).sum(), [q, k, v, attn.relative_embeddings])
+    grads_slow = torch.autograd.grad((slow * upstream).sum(), [q, k, v, attn.relative_embeddings])
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("attention", ["global", "local"])
 @pytest.mark.parametrize("conditioning", ["tokens", "embedding", "both"])
 def test_cached_decoding_gives_the_full_forward_logits_at_every_step(attention, conditioning):

@@ -47,8 +47,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-from cinematic.models.layers import Dropout, KVCache, dropout
+from cinematic.models.layers import Dropout, KVCache, dropout, keep_mask
 
 
 @dataclass
@@ -109,6 +110,131 @@ def _shift_padded(padded: torch.Tensor) -> torch.Tensor:
     return padded.reshape(*lead, lk1, lq)[..., 1:, :].reshape(*lead, lq, lk1 - 1)
 
 
+def relative_softmax(
+    q: torch.Tensor, k: torch.Tensor, table: torch.Tensor, mask: torch.Tensor, masked_from: int = 0
+) -> torch.Tensor:
+    """softmax(Q Kᵀ + S_rel) of eq. 2 for q already scaled by 1/√D_h; q (..., Lq, D_h) are the last Lq
+    of the Lk positions of k (..., Lk, D_h), table (..., Lk, D_h) the distance rows Lk − 1 … 0
+    (broadcast against q's leading dims). mask (Lq, Lk) bool, True = blocked; only its columns from
+    `masked_from` on are applied (a causal chunk sees every key before its first query)."""
+    # the skew pads Q·Eᵀ's logits; padding the (Lk, D_h) table with a zero row instead gives the
+    # same padded logits without an extra pass over the (Lq, Lk) buffer
+    padded = _by_distance(q, F.pad(table, (0, 0, 1, 0)))
+    # mask the sum, not S_rel: S_rel is a view into `padded`, and an in-place fill there makes
+    # autograd clone the whole padded gradient
+    scores = torch.matmul(q, k.transpose(-1, -2)).add_(_shift_padded(padded))
+    blocked = scores if masked_from == 0 else scores[..., masked_from:]
+    blocked.masked_fill_(mask[..., masked_from:], float("-inf"))
+    return torch.softmax(scores.float(), dim=-1).to(scores.dtype)  # fp32 softmax under autocast
+
+
+def _by_distance(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """q (B, ..., Lq, D_h) against the rows of table (..., R, D_h), which the batch shares: the batch
+    is folded into the query rows (a copy of the small q) instead of broadcasting the table over it
+    (a copy of the table per batch row) → (B, ..., Lq, R)."""
+    b, lq = q.size(0), q.size(-2)
+    rows = q.movedim(0, -3).flatten(-3, -2)  # (..., B·Lq, D_h)
+    return torch.matmul(rows, table.transpose(-1, -2)).unflatten(-2, (b, lq)).movedim(-3, 0)
+
+
+class ChunkedRelativeAttention(torch.autograd.Function):
+    """Causal relative attention (eq. 2) over chunks of queries, with a hand-written backward.
+
+    Causality means a chunk of queries [s, e) needs only the keys up to its last query, so the
+    (Lq, Lk) products shrink to a staircase: about half the attention FLOPs, and logits that stay in
+    cache (2× faster training at 2 × 1024 tokens on CPU). The result does not depend on the chunk size.
+
+    Forward, per chunk: W = softmax(Q Kᵀ + skew(Q Eᵀ)) masked, W̃ = W ⊙ M (dropout keep-mask M),
+    O = W̃ V / (1 − p). Saved: W and W̃ of each chunk, and O.
+    Backward, per chunk, with dO' = dO / (1 − p) (the attention backward of FlashAttention, Dao et
+    al. 2022, appendix B.2):
+        dV += W̃ᵀ dO',   dW = (dO' Vᵀ) ⊙ M,   dS = W ⊙ (dW − δ) = (dO' Vᵀ) ⊙ W̃ − δ W,   δ = rowsum(dO ⊙ O)
+        dQ = dS K + dP Eₚ,   dK += dSᵀ Q,   dEₚ = Σ_batch dPᵀ Q
+    δ equals rowsum(dW ⊙ W) (Σ_j dW_ij W_ij = dO'_i · (W̃ V)_i) but costs a pass over the (Lq, D_h)
+    output instead of the (Lq, Lk) weights; blocked entries need no fill, as W is 0 there. The skew
+    only moves numbers, so dP, the gradient of its zero-padded input Q Eₚᵀ, is dS laid behind one
+    row of zeros in the same buffer, and dS is written straight there. Autograd's graph of the same
+    forward spent ~8 % of a training step on the slice, skew and mask backward copies this avoids.
+
+    Inputs: q (B, H, Lq, D_h) scaled by 1/√D_h, the last Lq of the Lk positions of k and v; table
+    (H, Lk, D_h) the distance rows Lk − 1 … 0; mask (Lq, Lk) bool, True = blocked, causal;
+    `causal_only`: the mask blocks nothing but the future (only the diagonal blocks are filled)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, table, mask, query_chunk: int, p: float, causal_only: bool):  # noqa: ANN001
+        b, h, lq, d = q.shape
+        lk = k.size(-2)
+        past = lk - lq
+        table_dtype, table = table.dtype, table.to(q.dtype)
+        chunks = _query_chunks(lq, query_chunk)
+        out = q.new_empty(b, lq, h, d)  # time-major: the caller's merge of the heads is a view
+        saved = []
+        for start, stop in chunks:
+            keys = past + stop  # the last query of this chunk sees keys 0 … past + stop − 1
+            weights = relative_softmax(
+                q[:, :, start:stop],
+                k[:, :, :keys],
+                table[:, lk - keys :],
+                mask[start:stop, :keys],
+                masked_from=past + start if causal_only else 0,
+            )
+            kept = weights * keep_mask(weights, p) if p > 0 else weights
+            out[:, start:stop] = torch.matmul(kept, v[:, :, :keys]).transpose(1, 2)
+            saved += [weights, kept] if p > 0 else [weights]
+        y = out.transpose(1, 2)
+        if p > 0:  # the 1/(1 − p) rescale on the (Lq, D_h) output, not the (Lq, Lk) weights
+            y.mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(q, k, v, table, y, *saved)
+        ctx.chunks, ctx.p, ctx.table_dtype = chunks, p, table_dtype
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):  # noqa: ANN205
+        q, k, v, table, y, *saved = ctx.saved_tensors
+        p = ctx.p
+        b, h, lq, d = q.shape
+        lk = k.size(-2)
+        past = lk - lq
+        delta = (grad_y * y).sum(-1, keepdim=True)  # (B, H, Lq, 1)
+        grad_o = (grad_y * (1.0 / (1.0 - p)) if p > 0 else grad_y).contiguous().flatten(0, 1)
+        q3, k3, v3 = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)  # (B·H, L, D_h) views
+        grad_q, grad_k, grad_v = torch.empty_like(q3), torch.zeros_like(k3), torch.zeros_like(v3)
+        grad_table = torch.zeros_like(table)
+        per_chunk = 2 if p > 0 else 1
+        for i, (start, stop) in enumerate(ctx.chunks):
+            n, keys = stop - start, past + stop
+            weights = saved[i * per_chunk].flatten(0, 1)  # (B·H, n, keys)
+            kept = saved[i * per_chunk + per_chunk - 1].flatten(0, 1)  # W̃ (W itself when p = 0)
+            qc, kc, vc, grad_oc = q3[:, start:stop], k3[:, :keys], v3[:, :keys], grad_o[:, start:stop]
+            grad_v[:, :keys].baddbmm_(kept.transpose(1, 2), grad_oc)
+            # per (batch, head): n zeros, then dS — read as (n, keys + 1) this is dP
+            padded_grad = q3.new_empty(b * h, n * (keys + 1))
+            padded_grad[:, :n] = 0
+            grad_s = padded_grad[:, n:].view(b * h, n, keys)
+            torch.bmm(grad_oc, vc.transpose(1, 2), out=grad_s)  # dW̃
+            # dS = W ⊙ (dW̃ ⊙ M − δ) = dW̃ ⊙ W̃ − δ W: two passes, and no need to keep M itself
+            grad_s.mul_(kept).addcmul_(weights, delta.flatten(0, 1)[:, start:stop], value=-1)
+            grad_k[:, :keys].baddbmm_(grad_s.transpose(1, 2), qc)
+            torch.bmm(grad_s, kc, out=grad_q[:, start:stop])
+            padded_grad = padded_grad.view(b, h, n, keys + 1)
+            padded_table = F.pad(table[:, lk - keys :], (0, 0, 1, 0))  # (H, keys + 1, D_h)
+            grad_padded_table = torch.zeros_like(padded_table)
+            for j in range(b):  # per batch row: E is shared across the batch, not copied for it
+                rows = slice(j * h, (j + 1) * h)
+                grad_q[rows, start:stop].baddbmm_(padded_grad[j], padded_table)
+                grad_padded_table.baddbmm_(padded_grad[j].transpose(1, 2), qc[rows])
+            grad_table[:, lk - keys :] += grad_padded_table[:, 1:]  # row 0 is the skew's zero pad
+        grads = (grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), grad_table.to(ctx.table_dtype))
+        return *grads, None, None, None, None
+
+
+def _query_chunks(num_queries: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) of consecutive chunks of `chunk` queries (one chunk when chunk ≤ 0)."""
+    step = chunk if chunk > 0 else num_queries
+    return [(start, min(num_queries, start + step)) for start in range(0, num_queries, step)]
+
+
 class RelativeMultiheadAttention(nn.Module):
     """Relative global (or local) multi-head self-attention (§3.4, §3.5) with a KV cache."""
 
@@ -137,30 +263,15 @@ class RelativeMultiheadAttention(nn.Module):
         return self.relative_embeddings[:, distances.clamp(max=self.max_relative_position)]
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """q (..., Lq, D_h) are the last Lq of the Lk key positions; mask (Lq, Lk) bool, True = blocked
-        (always causal here).
-
-        Long query runs are cut into chunks of `query_chunk` queries: causality means a chunk only
-        needs the keys up to its last query, so the (Lq, Lk) products shrink to a staircase — about
-        half the attention FLOPs and a logits buffer that stays in cache (2× faster training at
-        2 × 1024 tokens on CPU, and less peak memory). The result is the same as one big block."""
-        lq, lk = q.size(-2), k.size(-2)
-        if lq == 1 and q.dim() == 4 and not self.training:
+        """q (B, H, Lq, D_h) are the last Lq of the Lk key positions; mask (Lq, Lk) bool, True = blocked
+        (causal, and for local attention also the window). Returns (B, H, Lq, D_h)."""
+        if q.size(-2) == 1 and not self.training:
             return self._attend_one_query(q, k, v, mask)
-        chunk = self.query_chunk
-        if chunk <= 0 or lq <= chunk or q.dim() == 5:
-            return self._attend_block(q, k, v, mask)
-        past = lk - lq
-        outputs = []
-        for start in range(0, lq, chunk):
-            stop = min(lq, start + chunk)
-            keys = past + stop  # the last query of this chunk sees keys 0 … past + stop − 1
-            block = self._attend_block(
-                q[..., start:stop, :], k[..., :keys, :], v[..., :keys, :], mask[start:stop, :keys]
-            )
-            outputs.append(block.transpose(1, 2))
-        # joined time-major, (B, T, H, D_h): the caller's merge of the heads is then a free view
-        return torch.cat(outputs, dim=1).transpose(1, 2)
+        table = self.distance_embeddings(k.size(-2))
+        p = self.dropout if self.training else 0.0
+        return ChunkedRelativeAttention.apply(
+            q * self.head_dim**-0.5, k, v, table, mask, self.query_chunk, p, not self.local
+        )
 
     def _attend_one_query(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
@@ -182,22 +293,14 @@ class RelativeMultiheadAttention(nn.Module):
             scores = scores.masked_fill_(mask, float("-inf"))
         return torch.matmul(torch.softmax(scores, dim=-1), v)
 
-    def _attend_block(
+    def _attend_local_blocks(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """softmax((Q Kᵀ + S_rel) / √D_h) V for one block of queries (eq. 2); local blocks are (B, H, n, Lq, D_h)."""
+        """Eq. 2 for (B, H, n, Lq, D_h) blocks of queries, each against its own (B, H, n, Lk, D_h) keys,
+        through autograd (the blocks are short: no chunking needed)."""
         q = q * self.head_dim**-0.5
-        rel = self.distance_embeddings(k.size(-2))  # (H, Lk, D_h), broadcast over the batch (and blocks)
-        if q.dim() == 5:
-            rel = rel.unsqueeze(1)
-        # the skew pads Q·Eᵀ's logits; padding the (Lk, D_h) table with a zero row instead gives the
-        # same padded logits without an extra pass over the (Lq, Lk) buffer
-        padded = torch.matmul(q, F.pad(rel, (0, 0, 1, 0)).transpose(-1, -2))
-        # mask the sum, not S_rel: S_rel is a view into `padded`, and an in-place fill there makes
-        # autograd clone the whole padded gradient
-        scores = torch.matmul(q, k.transpose(-1, -2)).add_(_shift_padded(padded))
-        scores = scores.masked_fill_(mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
+        table = self.distance_embeddings(k.size(-2)).unsqueeze(1)  # broadcast over batch and blocks
+        weights = relative_softmax(q, k, table, mask)
         if not (self.training and self.dropout > 0):
             return torch.matmul(weights, v)
         # attention dropout with the 1/(1 − p) rescale moved from the (Lq, Lk) weights to the
@@ -238,7 +341,7 @@ class RelativeMultiheadAttention(nn.Module):
         v = torch.cat([F.pad(v, (0, 0, 0, 0, 1, 0))[:, :, :-1], v], dim=3)
         mask = causal_mask(self.block, self.block, q.device).expand(n, -1, -1).clone()
         mask[0, :, : self.block] = True  # the first block has no previous block
-        y = self.attend(q, k, v, mask)
+        y = self._attend_local_blocks(q, k, v, mask)
         return y.reshape(b, h, n * self.block, d)[:, :, :t]
 
 
