@@ -230,29 +230,44 @@ def test_demo_speakers_d_vectors_are_closest_to_themselves(voice_run):
     assert cosine_similarity(vec[b][0], vec[b][1]) > across
 
 
-def test_adaptation_beats_zero_shot_similarity(synth, voice_run):
-    from cinematic.data.audio import load_audio
+def _heldout_mel_loss(synth, clip_dir: Path, state: dict) -> float:
+    """Teacher-forced mel L1 (decoder + postnet) of `synth`'s model on the clips of `clip_dir`, each
+    as the speaker named by the folder (row 0, zero-shot from the clip's d-vector, when `state` does
+    not know it)."""
+    from cinematic.generation.speech import _reference_items, _teacher_forced, _voice_dataset
+    from cinematic.tasks.voice import FeatureCache, collate
+
+    items = _reference_items(clip_dir, synth.front, "en", synth.mel_config)
+    cache = FeatureCache(None, synth.mel_config, synth.vcfg.speaker_encoder)
+    dataset = _voice_dataset(items, cache, synth.table, state)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        out = _teacher_forced(synth.model.eval(), batch)
+        losses = synth.model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"])
+    return float(losses["mel_l1"] + losses["postnet_l1"])
+
+
+def test_adaptation_beats_zero_shot_on_unseen_sentences(synth, voice_run):
+    """Adapting on 4 clips lowers the mel error on the speaker's 8 other sentences (3.6 → 3.3 here).
+    Speaker-encoder similarity of Griffin-Lim audio was tried as the measure and dropped: per clip it
+    went either way (3 of 8 clips) at this model size, so it only tested the random stream."""
     from cinematic.generation.speech import VoiceSynthesizer, adapt
-    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
 
     heldout = voice_run["heldout"]
     ref_dir = _copy_clips(heldout, voice_run["root"] / "marcus", 4)
     shutil.copy(heldout / "speaker.json", ref_dir / "speaker.json")
-    clips = sorted(heldout.glob("*.wav"))
-    target_wav, sr = load_audio(clips[-1], synth.sample_rate)
-    target_text = clips[-1].with_suffix(".txt").read_text().strip()
+    unseen = voice_run["root"] / "unseen" / "marcus"  # the speaker's other sentences, never adapted on
+    unseen.mkdir(parents=True)
+    for wav in sorted(heldout.glob("*.wav"))[4:]:
+        shutil.copy(wav, unseen / wav.name)
+        shutil.copy(wav.with_suffix(".txt"), unseen / wav.with_suffix(".txt").name)
 
     fresh = VoiceSynthesizer(synth.checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
-    encoder = SpeakerEncoder()
-    target = encoder.embed(target_wav, sr)
-    zero_shot = fresh.synthesize(target_text, language="en", reference=clips[0])
-    checkpoint = adapt(fresh, ref_dir, steps=150)
+    zero_shot = _heldout_mel_loss(fresh, unseen, fresh.state)
+    checkpoint = adapt(fresh, ref_dir, steps=150)  # adapts `fresh` in place
     assert checkpoint["task_state"]["speakers"][-1] == "marcus"
-    adapted = VoiceSynthesizer(checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
-    cloned = adapted.synthesize(target_text, language="en", speaker="marcus")
-    similarity = cosine_similarity(encoder.embed(cloned, sr), target)
-    baseline = cosine_similarity(encoder.embed(zero_shot, sr), target)
-    assert similarity > baseline, (similarity, baseline)
+    adapted = _heldout_mel_loss(fresh, unseen, checkpoint["task_state"])
+    assert adapted < zero_shot
     # only the speaker parts moved
     before, after = synth.checkpoint["model"]["acoustic"], checkpoint["model"]["acoustic"]
     torch.testing.assert_close(before["encoder.0.ffn.conv1.weight"], after["encoder.0.ffn.conv1.weight"])
