@@ -68,7 +68,8 @@ def bench_train(batch: int, seq_len: int, steps: int) -> dict:
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up (allocator, optimizer state)
+    for _ in range(2):  # warm-up: optimizer state, then the allocator's steady state
+        step()
     base = _rss_mb()
     start = time.perf_counter()
     for _ in range(steps):
