@@ -46,6 +46,16 @@ def reference_attention(q, k, v, rel_emb, max_rel, mask):
     return torch.softmax(logits, dim=-1) @ v
 
 
+def assert_close_with_grads(fast, slow, inputs):
+    """Same values to 1e-5, and the same gradients w.r.t. `inputs` of a random projection of them."""
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad((fast * upstream).sum(), inputs)
+    grads_slow = torch.autograd.grad((slow * upstream).sum(), inputs)
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def _qkv(b=2, h=2, lq=12, lk=12, d=8, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(b, h, n, d, generator=gen, requires_grad=True) for n in (lq, lk, lk)]
@@ -61,12 +71,7 @@ def test_skewed_relative_attention_matches_explicit_reference_forward_and_grads(
     mask = causal_mask(12, past)
     fast = attn.attend(q, k, v, mask)
     slow = reference_attention(q, k, v, attn.relative_embeddings, max_rel, mask)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
-    weights = torch.randn_like(fast)
-    grads_fast = torch.autograd.grad((fast * weights).sum(), [q, k, v, attn.relative_embeddings])
-    grads_slow = torch.autograd.grad((slow * weights).sum(), [q, k, v, attn.relative_embeddings])
-    for a, b in zip(grads_fast, grads_slow, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_close_with_grads(fast, slow, [q, k, v, attn.relative_embeddings])
 
 
 def test_local_block_attention_matches_reference_with_a_window_mask():
@@ -77,11 +82,7 @@ def test_local_block_attention_matches_reference_with_a_window_mask():
     q, k, v = _qkv(lq=11, lk=11)
     fast = attn._local_blocks(q, k, v)
     slow = reference_attention(q, k, v, attn.relative_embeddings, 5, local_mask(11, 0, block))
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
-    grads_fast = torch.autograd.grad(fast.square().sum(), [q, attn.relative_embeddings])
-    grads_slow = torch.autograd.grad(slow.square().sum(), [q, attn.relative_embeddings])
-    for a, b in zip(grads_fast, grads_slow, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_close_with_grads(fast, slow, [q, k, v, attn.relative_embeddings])
 
 
 def test_skew_places_each_distance_on_its_diagonal():
@@ -188,12 +189,7 @@ def test_attention_dropout_gradients_match_autograd_through_the_same_masks(query
     identity = torch.eye(12).expand(2, 2, 12, 12)  # as "values", the reference returns its weights
     weights = reference_attention(q, k, identity, attn.relative_embeddings, 4, mask)
     slow = (weights * keep) @ v / 0.7
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
-    upstream = torch.randn_like(fast)
-    grads_fast = torch.autograd.grad((fast * upstream).sum(), [q, k, v, attn.relative_embeddings])
-    grads_slow = torch.autograd.grad((slow * upstream).sum(), [q, k, v, attn.relative_embeddings])
-    for a, b in zip(grads_fast, grads_slow, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_close_with_grads(fast, slow, [q, k, v, attn.relative_embeddings])
 
 
 @pytest.mark.parametrize("attention", ["global", "local"])

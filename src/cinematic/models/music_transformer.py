@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -115,8 +115,8 @@ def relative_softmax(
 ) -> torch.Tensor:
     """softmax(Q Kᵀ + S_rel) of eq. 2 for q already scaled by 1/√D_h; q (..., Lq, D_h) are the last Lq
     of the Lk positions of k (..., Lk, D_h), table (..., Lk, D_h) the distance rows Lk − 1 … 0
-    (broadcast against q's leading dims). mask (Lq, Lk) bool, True = blocked; only its columns from
-    `masked_from` on are applied (a causal chunk sees every key before its first query)."""
+    (broadcast against q's leading dims). mask (..., Lq, Lk) bool, True = blocked; only its columns
+    from `masked_from` on are applied (a causal chunk sees every key before its first query)."""
     # the skew pads Q·Eᵀ's logits; padding the (Lk, D_h) table with a zero row instead gives the
     # same padded logits without an extra pass over the (Lq, Lk) buffer
     padded = _by_distance(q, F.pad(table, (0, 0, 1, 0)))
@@ -165,7 +165,17 @@ class ChunkedRelativeAttention(torch.autograd.Function):
     `causal_only`: the mask blocks nothing but the future (only the diagonal blocks are filled)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, table, mask, query_chunk: int, p: float, causal_only: bool):  # noqa: ANN001
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        table: torch.Tensor,
+        mask: torch.Tensor,
+        query_chunk: int,
+        p: float,
+        causal_only: bool,
+    ) -> torch.Tensor:
         b, h, lq, d = q.shape
         lk = k.size(-2)
         past = lk - lq
@@ -194,7 +204,7 @@ class ChunkedRelativeAttention(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):  # noqa: ANN205
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, k, v, table, y, *saved = ctx.saved_tensors
         p = ctx.p
         b, h, lq, d = q.shape
