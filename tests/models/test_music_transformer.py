@@ -119,10 +119,11 @@ def test_model_is_causal_by_perturbation(attention, streams):
     assert not torch.allclose(out[:, :, t], base[:, :, t])
 
 
-def test_query_chunking_changes_nothing_in_the_model_or_a_chunked_cached_prefill():
+@pytest.mark.parametrize("attention", ["global", "local"])  # local: chunks under a window mask
+def test_query_chunking_changes_nothing_in_the_model_or_a_chunked_cached_prefill(attention):
     torch.manual_seed(3)
-    whole = MusicTransformer(tiny(query_chunk=0)).eval()
-    chunked = MusicTransformer(tiny(query_chunk=4)).eval()
+    whole = MusicTransformer(tiny(query_chunk=0, attention=attention, local_block_length=4)).eval()
+    chunked = MusicTransformer(tiny(query_chunk=3, attention=attention, local_block_length=4)).eval()
     chunked.load_state_dict(whole.state_dict())
     tokens = torch.randint(0, 24, (2, 23))
     conditions = torch.tensor([[1, 2], [2, 3]])
