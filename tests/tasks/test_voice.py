@@ -234,7 +234,8 @@ def _heldout_mel_loss(synth, clip_dir: Path, state: dict) -> float:
     """Teacher-forced mel L1 (decoder + postnet) of `synth`'s model on the clips of `clip_dir`, each
     as the speaker named by the folder (row 0, zero-shot from the clip's d-vector, when `state` does
     not know it)."""
-    from cinematic.generation.speech import _reference_items, _teacher_forced, _voice_dataset
+    from cinematic.generation.speech import _reference_items, _voice_dataset
+    from cinematic.models.fastspeech import teacher_forced
     from cinematic.tasks.voice import FeatureCache, collate
 
     items = _reference_items(clip_dir, synth.front, "en", synth.mel_config)
@@ -242,7 +243,7 @@ def _heldout_mel_loss(synth, clip_dir: Path, state: dict) -> float:
     dataset = _voice_dataset(items, cache, synth.table, state)
     batch = collate([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
-        out = _teacher_forced(synth.model.eval(), batch)
+        out = teacher_forced(synth.model.eval(), batch)
         losses = synth.model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"])
     return float(losses["mel_l1"] + losses["postnet_l1"])
 

@@ -264,21 +264,6 @@ def _voice_dataset(items: list[Any], cache: Any, table: SymbolTable, state: dict
     return VoiceDataset(items, cache, table, speakers, languages, VarianceStats(**state["stats"]))
 
 
-def _teacher_forced(model: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The acoustic model's teacher-forced pass over a collated batch (durations from the aligner)."""
-    return model(
-        batch["tokens"],
-        batch["text_lengths"],
-        batch["mels"],
-        batch["mel_lengths"],
-        batch["pitch"],
-        batch["energy"],
-        batch["speakers"],
-        batch["languages"],
-        batch["dvectors"],
-    )
-
-
 def _reference_items(
     reference_dir: Path, front: TextFrontEnd, language: str, mel_cfg: MelConfig
 ) -> list[Any]:
@@ -319,6 +304,7 @@ def adapt(
     begins at the zero-shot clone and improves on it. `synth` itself is adapted in place (its model and
     state then know the new speaker)."""
     from cinematic.data.dataset import read_json_labels
+    from cinematic.models.fastspeech import teacher_forced
     from cinematic.tasks.voice import FeatureCache, collate
 
     reference_dir = Path(reference_dir)
@@ -372,7 +358,7 @@ def adapt(
     for _ in tqdm(range(steps), desc=f"adapting to {name}", unit="step", mininterval=1.0):
         pick = rng.choice(len(dataset), size=batch_size, replace=False)
         batch = {k: v.to(synth.device) for k, v in collate([dataset[int(i)] for i in pick]).items()}
-        out = _teacher_forced(model, batch)
+        out = teacher_forced(model, batch)
         loss = model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"])["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -426,8 +412,8 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
     """MCD (DTW), F0 RMSE on voiced frames, speaker similarity and duration error on held-out clips.
 
     Each clip's text is synthesized by its speaker when the model knows the name, else zero-shot from another
-    clip of that speaker. Duration error compares predicted per-symbol durations with the aligner's on
-    the real clip."""
+    clip of that speaker. Duration error compares predicted per-symbol durations with the clip's (its
+    TextGrid's when it has one, else the aligner's on the real clip)."""
     from cinematic.data.audio import mel_spectrogram, pitch_praat
     from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
     from cinematic.tasks.voice import FeatureCache, collate, load_clip, read_items
@@ -488,14 +474,16 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
 def _duration_error(
     synth: VoiceSynthesizer, item: Any, cache: Any, predicted: torch.Tensor, collate: Any
 ) -> dict[str, float]:
-    """Mean absolute per-symbol duration error (frames) against the aligner's durations on the real clip,
-    and the relative error of the total length."""
+    """Mean absolute per-symbol duration error (frames) against the clip's durations (its TextGrid's when
+    it has one, else the aligner's on the real clip), and the relative error of the total length."""
+    from cinematic.models.fastspeech import teacher_forced
+
     dataset = _voice_dataset([item], cache, synth.table, synth.state)
     batch = {k: v.to(synth.device) for k, v in collate([dataset[0]]).items()}
     if int(batch["mel_lengths"][0]) < int(batch["text_lengths"][0]):
         return {"duration_mae_frames": float("nan"), "length_error": float("nan")}
     with torch.no_grad():
-        out = _teacher_forced(synth.model, batch)
+        out = teacher_forced(synth.model, batch)
     true = out["durations"][0].cpu().float()
     pred = predicted.float()[: len(true)]
     return {

@@ -446,6 +446,27 @@ class FastSpeech2(nn.Module):
         return params
 
 
+def teacher_forced(
+    model: nn.Module, batch: dict[str, torch.Tensor], speakers: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The teacher-forced pass of `model` (a FastSpeech2, or its DDP/FSDP wrapper: it is called, not
+    unwrapped) over a collated voice batch (`cinematic.tasks.voice.collate`): ground-truth pitch and
+    energy, TextGrid durations when the batch has them, else the aligner's. `speakers` replaces the
+    batch's speaker rows (the task's speaker-table dropout)."""
+    return model(
+        batch["tokens"],
+        batch["text_lengths"],
+        batch["mels"],
+        batch["mel_lengths"],
+        batch["pitch"],
+        batch["energy"],
+        batch["speakers"] if speakers is None else speakers,
+        batch["languages"],
+        batch["dvectors"],
+        batch.get("durations"),
+    )
+
+
 def length_regulate_index(durations: torch.Tensor, total: int) -> torch.Tensor:
     """(B, T_text) durations → (B, total) index of the phoneme each frame belongs to (batched searchsorted
     over the cumulative durations; frames past the end point at the last phoneme and are masked by callers)."""

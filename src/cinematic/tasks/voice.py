@@ -34,7 +34,7 @@ from cinematic.configs import Config
 from cinematic.configs.model_config import MelConfig, VoiceModelConfig
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
 from cinematic.errors import UserError
-from cinematic.models.fastspeech import FastSpeech2, VarianceStats
+from cinematic.models.fastspeech import FastSpeech2, VarianceStats, teacher_forced
 from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
 from cinematic.utils import file_sha1
 
@@ -444,18 +444,7 @@ class VoiceTask:
         if train and self.cfg.voice_model.speaker_encoder:
             drop = torch.rand(speakers.shape, device=speakers.device) < SPEAKER_TABLE_DROPOUT
             speakers = speakers.masked_fill(drop, 0)
-        out = model(
-            batch["tokens"],
-            batch["text_lengths"],
-            batch["mels"],
-            batch["mel_lengths"],
-            batch["pitch"],
-            batch["energy"],
-            speakers,
-            batch["languages"],
-            batch["dvectors"],
-            batch.get("durations"),
-        )
+        out = teacher_forced(model, batch, speakers)
         weight = self.binarization_weight(model, self.cfg.voice_model)
         return model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"], weight)
 
