@@ -179,7 +179,7 @@ class ChunkedRelativeAttention(torch.autograd.Function):
         b, h, lq, d = q.shape
         lk = k.size(-2)
         past = lk - lq
-        table_dtype, table = table.dtype, table.to(q.dtype)
+        table = table.to(q.dtype)  # under autocast q is bf16/fp16 and E fp32 (autograd casts dE back)
         chunks = _query_chunks(lq, query_chunk)
         out = q.new_empty(b, lq, h, d)  # time-major: the caller's merge of the heads is a view
         saved = []
@@ -199,7 +199,7 @@ class ChunkedRelativeAttention(torch.autograd.Function):
         if p > 0:  # the 1/(1 − p) rescale on the (Lq, D_h) output, not the (Lq, Lk) weights
             y.mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(q, k, v, table, y, *saved)
-        ctx.chunks, ctx.p, ctx.table_dtype = chunks, p, table_dtype
+        ctx.chunks, ctx.p = chunks, p
         return y
 
     @staticmethod
@@ -239,7 +239,7 @@ class ChunkedRelativeAttention(torch.autograd.Function):
                 grad_q[rows, start:stop].baddbmm_(padded_grad[j], padded_table)
                 grad_padded_table.baddbmm_(padded_grad[j].transpose(1, 2), qc[rows])
             grad_table[:, lk - keys :] += grad_padded_table[:, 1:]  # row 0 is the skew's zero pad
-        grads = (grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), grad_table.to(ctx.table_dtype))
+        grads = (grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), grad_table)
         return *grads, None, None, None, None
 
 
