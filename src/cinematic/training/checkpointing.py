@@ -242,7 +242,7 @@ def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
 
 def inference_weights(checkpoint: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
     """Model `name`'s weights for a plain (unwrapped) model: the EMA weights when the run kept them."""
-    return strip_prefixes((checkpoint.get("ema") or {}).get(name) or checkpoint["model"][name])
+    return strip_prefixes(model_state_dict(checkpoint, name))
 
 
 def export_safetensors(checkpoint_path: str | Path, out_path: str | Path, prefer_ema: bool = True) -> Path:
