@@ -58,16 +58,15 @@ def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.empty_like(x).bernoulli_(1.0 - p)
 
 
-def dropout(x: torch.Tensor, p: float, training: bool, rescale: bool = True) -> torch.Tensor:
-    """Inverted dropout; the identity when not training or p = 0. `rescale=False` leaves out the
-    1/(1 − p) factor, for a caller that applies it to a smaller tensor downstream (it is linear)."""
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout; the identity when not training or p = 0. (A caller that moves the 1/(1 − p)
+    to a smaller tensor downstream multiplies by `keep_mask` instead.)"""
     if not training or p <= 0:
         return x
     if x.device.type != "cpu" or x.numel() < _SMALL:
-        dropped = F.dropout(x, p, training=True)
-        return dropped if rescale else dropped * (1.0 - p)
+        return F.dropout(x, p, training=True)
     # the 1/(1 − p) rides in the mask, which the backward multiplies by as well
-    return x * dropout_mask(x.shape, p, 1.0 / (1.0 - p) if rescale else 1.0, x.dtype)
+    return x * dropout_mask(x.shape, p, 1.0 / (1.0 - p), x.dtype)
 
 
 class Dropout(nn.Module):

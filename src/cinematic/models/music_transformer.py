@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cinematic.models.layers import Dropout, KVCache, dropout, keep_mask
+from cinematic.models.layers import Dropout, KVCache, keep_mask
 
 
 @dataclass
@@ -319,7 +319,7 @@ class RelativeMultiheadAttention(nn.Module):
             return torch.matmul(weights, v)
         # attention dropout with the 1/(1 − p) rescale moved from the (Lq, Lk) weights to the
         # (Lq, D_h) output — the same value, one pass fewer over the big tensor
-        kept = dropout(weights, self.dropout, training=True, rescale=False)
+        kept = weights * keep_mask(weights, self.dropout)
         return torch.matmul(kept, v) * (1.0 / (1.0 - self.dropout))
 
     def forward(
