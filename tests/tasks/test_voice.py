@@ -45,10 +45,11 @@ class GriffinLimVocoder:
         return wav.astype(np.float32)
 
 
-def _copy_clips(src: Path, dst: Path, n: int) -> Path:
-    """The first `n` clips of speaker folder `src` (each WAV with its transcript) into a new folder `dst`."""
+def _copy_clips(src: Path, dst: Path, n: int | None, skip: int = 0) -> Path:
+    """`n` clips (None: all the rest) of speaker folder `src` after the first `skip`, each WAV with its
+    transcript, into a new folder `dst`."""
     dst.mkdir(parents=True)
-    for wav in sorted(src.glob("*.wav"))[:n]:
+    for wav in sorted(src.glob("*.wav"))[skip : None if n is None else skip + n]:
         shutil.copy(wav, dst / wav.name)
         shutil.copy(wav.with_suffix(".txt"), dst / wav.with_suffix(".txt").name)
     return dst
@@ -257,11 +258,8 @@ def test_adaptation_beats_zero_shot_on_unseen_sentences(synth, voice_run):
     heldout = voice_run["heldout"]
     ref_dir = _copy_clips(heldout, voice_run["root"] / "marcus", 4)
     shutil.copy(heldout / "speaker.json", ref_dir / "speaker.json")
-    unseen = voice_run["root"] / "unseen" / "marcus"  # the speaker's other sentences, never adapted on
-    unseen.mkdir(parents=True)
-    for wav in sorted(heldout.glob("*.wav"))[4:]:
-        shutil.copy(wav, unseen / wav.name)
-        shutil.copy(wav.with_suffix(".txt"), unseen / wav.with_suffix(".txt").name)
+    # the speaker's other sentences, never adapted on
+    unseen = _copy_clips(heldout, voice_run["root"] / "unseen" / "marcus", None, skip=4)
 
     fresh = VoiceSynthesizer(synth.checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
     zero_shot = _heldout_mel_loss(fresh, unseen, fresh.state)
