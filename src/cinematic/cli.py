@@ -1,5 +1,6 @@
-"""The `cinematic` command (DESIGN §1). Each subcommand names the function that runs it, imported only
-when used, so `cinematic --help` is instant and a missing optional part fails with a clear message.
+"""The `cinematic` command (DESIGN §1). `train` choices and the generate/synthesize/vocode/evaluate
+subcommands come from the registry of model families (`cinematic.registry`); each subcommand names the
+function that runs it ("module:function"), imported only when used.
 
 Errors a user can cause raise `UserError`: printed as one paragraph, exit status 2 (`--debug` shows the
 traceback). Anything else is a bug and keeps its traceback.
@@ -8,18 +9,18 @@ traceback). Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from cinematic import registry
 from cinematic.errors import UserError
+from cinematic.training.family import CommandGroups, add_debug_flag
 
-TRAINABLE = ["music", "voice", "vocoder", "lyrics"]
 
-
-def _common(parser: argparse.ArgumentParser, root: bool = False) -> None:
-    # A subcommand's own default would overwrite `cinematic --debug CMD`: only the root sets one.
-    default = False if root else argparse.SUPPRESS
-    parser.add_argument("--debug", action="store_true", default=default, help="show full tracebacks")
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_debug_flag(parser)  # no default of its own: it would overwrite `cinematic --debug CMD`
 
 
 def _config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -36,9 +37,9 @@ def _config_args(parser: argparse.ArgumentParser, default: str | None = None) ->
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model", description="Train one model family.")
-    p.add_argument("task", choices=TRAINABLE)
+    p.add_argument("task", choices=registry.trainable())
     add_train_arguments(p)
-    p.set_defaults(handler="cinematic.training.launch:train_command")
+    p.set_defaults(handler="cinematic.launch:train_command")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,109 +62,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     # `python -m torch.distributed.launch` (deprecated) passes --local-rank=N; torchrun sets LOCAL_RANK.
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, help=argparse.SUPPRESS)
     _common(p)
-
-
-def _sampling_args(p: argparse.ArgumentParser, temperature: float) -> None:
-    p.add_argument("--temperature", type=float, default=temperature)
-    p.add_argument("--top_k", "--top-k", type=int, default=None)
-    p.add_argument("--top_p", "--top-p", type=float, default=None)
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance weight (1 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-
-
-def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate music or lyrics from a checkpoint")
-    what = p.add_subparsers(dest="what", required=True, metavar="{music,lyrics}")
-
-    m = what.add_parser("music", help="write a MIDI (symbolic route) or WAV (audio route) file")
-    m.add_argument("--checkpoint", required=True)
-    m.add_argument("--emotion")
-    m.add_argument("--genre")
-    m.add_argument("--scene")
-    m.add_argument("--primer", help="MIDI file to continue (symbolic route)")
-    m.add_argument("--length", type=int, default=1024, help="tokens to generate (symbolic route)")
-    m.add_argument("--duration", type=float, default=10.0, help="seconds to generate (audio route)")
-    m.add_argument("--vocoder", help="music vocoder checkpoint (audio route; default: the one recorded)")
-    _sampling_args(m, temperature=1.0)
-    m.add_argument("--out", required=True, help="out.mid or out.wav")
-    _common(m)
-    m.set_defaults(handler="cinematic.generation.music:generate_command")
-
-    lyr = what.add_parser("lyrics", help="write song lyrics")
-    lyr.add_argument("--checkpoint", required=True)
-    lyr.add_argument("--language", required=True)
-    lyr.add_argument("--emotion")
-    lyr.add_argument("--genre")
-    lyr.add_argument("--scene")
-    lyr.add_argument("--prompt", help="first line(s) to continue")
-    lyr.add_argument("--structure", help="e.g. verse,chorus,verse,chorus")
-    _sampling_args(lyr, temperature=0.9)
-    lyr.add_argument("--repetition_penalty", "--repetition-penalty", type=float, default=1.1)
-    lyr.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=300)
-    lyr.add_argument("--num_samples", "--num-samples", type=int, default=1)
-    lyr.add_argument("--out", required=True)
-    _common(lyr)
-    lyr.set_defaults(handler="cinematic.generation.lyrics:generate_command")
-
-
-def _add_voice_commands(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("synthesize", help="speak text with a trained voice model")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--vocoder", help="vocoder checkpoint (default: the one recorded in the checkpoint)")
-    s.add_argument("--text", required=True)
-    s.add_argument("--language", default="en")
-    who = s.add_mutually_exclusive_group(required=True)
-    who.add_argument("--speaker", help="a speaker the model was trained or adapted on")
-    who.add_argument("--reference", help="a WAV clip of a voice to clone zero-shot")
-    s.add_argument("--speed", type=float, default=1.0)
-    s.add_argument("--pitch", type=float, default=0.0, help="pitch shift in semitones")
-    s.add_argument("--energy", type=float, default=1.0, help="energy scale")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--out", required=True)
-    _common(s)
-    s.set_defaults(handler="cinematic.generation.speech:synthesize_command")
-
-    v = sub.add_parser("vocode", help="mel (or a WAV, for copy-synthesis) to waveform with HiFi-GAN")
-    v.add_argument("--checkpoint", required=True)
-    src = v.add_mutually_exclusive_group(required=True)
-    src.add_argument("--wav")
-    src.add_argument("--mel", help=".npy log-mel array (n_mels, frames)")
-    v.add_argument(
-        "--chunk_frames",
-        "--chunk-frames",
-        type=int,
-        default=None,
-        help="synthesize long inputs in chunks of this many frames",
-    )
-    v.add_argument("--device", default="cpu")
-    v.add_argument("--out", required=True)
-    _common(v)
-    v.set_defaults(handler="cinematic.generation.vocode:vocode_command")
-
-    c = sub.add_parser("clone", help="adapt a voice model to a new speaker from a few minutes of audio")
-    c.add_argument("--checkpoint", required=True)
-    c.add_argument("--reference_dir", "--reference-dir", required=True)
-    c.add_argument(
-        "--speaker_name", "--speaker-name", help="name to use with --speaker (default: folder name)"
-    )
-    c.add_argument("--full", action="store_true", help="fine-tune all weights, not only the speaker parts")
-    c.add_argument("--steps", type=int, default=200)
-    c.add_argument("--device", default="cpu")
-    c.add_argument("--out", required=True)
-    _common(c)
-    c.set_defaults(handler="cinematic.generation.speech:clone_command")
-
-    e = sub.add_parser("evaluate", help="objective metrics of a trained model")
-    kind = e.add_subparsers(dest="what", required=True, metavar="{voice}")
-    ev = kind.add_parser("voice", help="MCD, F0 RMSE, speaker similarity, duration error")
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--vocoder")
-    ev.add_argument("--data_dir", "--data-dir", required=True)
-    ev.add_argument("--out", help="write the JSON report here")
-    ev.add_argument("--device", default="cpu")
-    _common(ev)
-    ev.set_defaults(handler="cinematic.generation.speech:evaluate_command")
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:
@@ -234,11 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cinematic",
         description="Train and run the models behind cinematic music and song generation.",
     )
-    _common(parser, root=True)
+    parser.add_argument("--debug", action="store_true", default=False, help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
-    _add_generate(sub)
-    _add_voice_commands(sub)
+    generate = sub.add_parser("generate", help="generate music or lyrics from a checkpoint")
+    evaluate = sub.add_parser("evaluate", help="objective metrics of a trained model")
+    groups = CommandGroups(
+        top=sub,
+        generate=generate.add_subparsers(dest="what", required=True),
+        evaluate=evaluate.add_subparsers(dest="what", required=True),
+    )
+    for family in registry.families().values():
+        if family.add_commands is not None:
+            family.add_commands(groups)
+    for group in (groups.generate, groups.evaluate):
+        group.metavar = "{" + ",".join(group.choices) + "}"
     _add_config(sub)
     _add_data(sub)
     q = sub.add_parser("quickstart", help="make demo data, train tiny models, write samples")
@@ -249,21 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_show_command(args: argparse.Namespace) -> int:
-    from cinematic.configs import load_config
-
-    print(load_config(args.config, args.overrides).to_yaml(), end="")
+    print(registry.load_config(args.config, args.overrides).to_yaml(), end="")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from cinematic.tasks import import_object
-
     handler = import_object(args.handler)
     return int(handler(args) or 0)
 
 
+def import_object(spec: str) -> Any:
+    """ "package.module:attr" -> the object."""
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except UserError as err:  # e.g. two installed families with one name
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return run(args)
     except UserError as err:

@@ -1,8 +1,9 @@
 """`cinematic quickstart`: demo data, then a tiny run of every model with a sample from each.
 
-Each model family adds one stage: a function `quickstart(qs: Quickstart) -> list[Path]` in its task
-module that trains a tiny model on the demo data (printing its validation metric before and after
-training through `qs.report`) and writes its samples into `qs.samples_dir`.
+Each model family may add one stage (`ModelFamily.quickstart`): a function
+`quickstart(qs: Quickstart) -> list[Path]` in its task module that trains a tiny model on the demo data
+(printing its validation metric before and after training through `qs.report`) and writes its samples
+into `qs.samples_dir`. Stages run in `quickstart_order` (the speech vocoder before the voice model).
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cinematic.configs import Config, load_config
+from cinematic import registry
+from cinematic.configs import Config
 from cinematic.errors import UserError
+from cinematic.training.family import ModelFamily
 
-# (stage title, "module:function"), in order: the speech vocoder before the voice model that uses it.
-STAGES = [
-    ("vocoder (HiFi-GAN, speech)", "cinematic.tasks.vocoder:quickstart"),
-    ("voice (FastSpeech 2 + cloning)", "cinematic.tasks.voice:quickstart"),
-    ("music (Music Transformer, MIDI)", "cinematic.tasks.music:quickstart"),
-    ("music (audio route, mel-RVQ)", "cinematic.tasks.music_audio:quickstart"),
-    ("lyrics (multilingual GPT)", "cinematic.tasks.lyrics:quickstart"),
-]
 MARKER = ".cinematic-quickstart"
 
 
@@ -57,15 +52,20 @@ def _prepare_root(root: Path) -> None:
     (root / MARKER).write_text("made by `cinematic quickstart`; deleted and rebuilt by the next one\n")
 
 
+def stages() -> list[ModelFamily]:
+    """The families with a quickstart stage, in the order they run."""
+    with_stage = [f for f in registry.families().values() if f.quickstart is not None]
+    return sorted(with_stage, key=lambda family: family.quickstart_order)
+
+
 def quickstart_command(args: argparse.Namespace) -> int:
     from cinematic.data.demo import write_demo_data
-    from cinematic.tasks import import_object
     from cinematic.training.distributed import configure_logging
 
     configure_logging()
     root = Path(args.work_dir) / "quickstart"
     _prepare_root(root)
-    config = load_config("tiny")
+    config = registry.load_config("tiny")
     config.training.work_dir = str(root / "runs")
     qs = Quickstart(root=root, data_root=root / "data", samples_dir=root / "samples", config=config)
     qs.samples_dir.mkdir(parents=True)
@@ -74,15 +74,9 @@ def quickstart_command(args: argparse.Namespace) -> int:
     print(f"== demo data → {qs.data_root}", flush=True)
     write_demo_data(qs.data_root, seed=0)
     written: list[Path] = []
-    skipped: list[str] = []
-    for title, spec in STAGES:
-        try:
-            stage = import_object(spec)
-        except (UserError, AttributeError):
-            skipped.append(title)
-            continue
-        print(f"== {title}", flush=True)
-        written.extend(stage(qs))
+    for family in stages():
+        print(f"== {family.quickstart_title or family.name}", flush=True)
+        written.extend(family.quickstart(qs))
 
     minutes = (time.monotonic() - start) / 60
     print(f"\nquickstart finished in {minutes:.1f} min")
@@ -90,7 +84,5 @@ def quickstart_command(args: argparse.Namespace) -> int:
         print("samples:")
         for path in written:
             print(f"  {path}")
-    if skipped:
-        print("not in this version yet: " + "; ".join(skipped))
     print(f"TensorBoard: tensorboard --logdir {root / 'runs' / 'logs' / 'tensorboard'}")
     return 0

@@ -1,6 +1,13 @@
 """Typed configuration: `Config` and its sections, YAML loading and validation."""
 
-from cinematic.configs.loading import TASK_SECTIONS, Config, config_from_dict, load_config
+from cinematic.configs.loading import (
+    Config,
+    config_class,
+    config_from_dict,
+    load_config,
+    make_config_class,
+    use_config_class,
+)
 from cinematic.configs.model_config import (
     LyricsModelConfig,
     MelConfig,
@@ -11,7 +18,6 @@ from cinematic.configs.model_config import (
 from cinematic.configs.training_config import DataConfig, LoggingConfig, TrainingConfig, WandbConfig
 
 __all__ = [
-    "TASK_SECTIONS",
     "Config",
     "DataConfig",
     "LoggingConfig",
@@ -22,6 +28,9 @@ __all__ = [
     "VocoderConfig",
     "VoiceModelConfig",
     "WandbConfig",
+    "config_class",
     "config_from_dict",
     "load_config",
+    "make_config_class",
+    "use_config_class",
 ]

@@ -13,60 +13,83 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from cinematic.configs.model_config import (
-    LyricsModelConfig,
-    MusicModelConfig,
-    VocoderConfig,
-    VoiceModelConfig,
-)
 from cinematic.configs.training_config import DataConfig, LoggingConfig, StrictModel, TrainingConfig
 from cinematic.errors import UserError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-# Which model section configures each task (and holds its `training:` overrides).
-TASK_SECTIONS = {
-    "music": "music_model",
-    "voice": "voice_model",
-    "vocoder": "vocoder",
-    "vocoder_music": "vocoder",
-    "lyrics": "lyrics_model",
-}
-
 
 class Config(StrictModel):
-    """Everything one run needs; `config.yaml` is this, written out."""
+    """Everything one run needs; `config.yaml` is this, written out.
+
+    This base class holds the sections every run shares. The root class actually used adds one section
+    per registered model family (`music_model`, `voice_model`, ...): `cinematic.registry` builds it with
+    `make_config_class` and installs it with `use_config_class`, so a new family never edits this file."""
 
     data: DataConfig = Field(default_factory=DataConfig)
-    music_model: MusicModelConfig = Field(default_factory=MusicModelConfig)
-    voice_model: VoiceModelConfig = Field(default_factory=VoiceModelConfig)
-    vocoder: VocoderConfig = Field(default_factory=VocoderConfig)
-    lyrics_model: LyricsModelConfig = Field(default_factory=LyricsModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
+    task_sections: ClassVar[dict[str, str]] = {}
+    """Task name -> the model section that configures it (several tasks may share one section)."""
+
+    def section_name(self, task: str) -> str | None:
+        """The attribute name of the model section that configures `task` (None: none)."""
+        return self.task_sections.get(task)
+
     def training_for(self, task: str) -> TrainingConfig:
         """The global training keys with the task's model section `training:` block applied."""
-        section = getattr(self, TASK_SECTIONS[task])
-        update = section.training.model_dump(exclude_unset=True)
+        name = self.section_name(task)
+        overrides = getattr(getattr(self, name), "training", None) if name else None
+        if overrides is None:
+            return self.training.model_copy(deep=True)
+        update = overrides.model_dump(exclude_unset=True)
         return TrainingConfig.model_validate({**self.training.model_dump(), **update})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain containers (JSON types), the shape of config.yaml; override blocks show only set keys."""
         data = self.model_dump(mode="json")
-        for name in TASK_SECTIONS.values():
-            data[name]["training"] = getattr(self, name).training.model_dump(mode="json", exclude_unset=True)
+        for name in set(self.task_sections.values()):
+            overrides = getattr(getattr(self, name), "training", None)
+            if isinstance(overrides, BaseModel):
+                data[name]["training"] = overrides.model_dump(mode="json", exclude_unset=True)
         if data["data"]["batch_size"] is None:
             del data["data"]["batch_size"]
-        return data
+        shared = ("training", "logging")  # the seed's order: data, model sections, training, logging
+        return {**{k: v for k, v in data.items() if k not in shared}, **{k: data[k] for k in shared}}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def make_config_class(sections: dict[str, type[BaseModel]], task_sections: dict[str, str]) -> type[Config]:
+    """The root config class: `Config` plus one field per model section (each with its defaults)."""
+    missing = sorted(set(task_sections.values()) - set(sections))
+    if missing:
+        raise ValueError(f"task sections without a config class: {', '.join(missing)}")
+    fields: dict[str, Any] = {name: (cls, Field(default_factory=cls)) for name, cls in sections.items()}
+    root = create_model("Config", __base__=Config, **fields)
+    root.task_sections = dict(task_sections)
+    return root
+
+
+_active_class: type[Config] = Config
+
+
+def use_config_class(config_class: type[Config]) -> None:
+    """Install the root config class that `load_config` and `config_from_dict` build (the registry's)."""
+    global _active_class
+    _active_class = config_class
+
+
+def config_class() -> type[Config]:
+    """The installed root config class (`cinematic.registry` installs the one with every family)."""
+    return _active_class
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -145,7 +168,11 @@ def _parse_scalar(text: str) -> Any:
     return value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    config_class: type[Config] | None = None,
+) -> Config:
     """Read, override and validate a config; any mistake raises `UserError` naming the key."""
     source = "defaults"
     raw: dict[str, Any] = {}
@@ -153,17 +180,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         resolved = resolve_config_path(path)
         source = str(resolved)
         raw = read_yaml(resolved)
-    return config_from_dict(apply_overrides(raw, list(overrides or [])), source=source)
+    return config_from_dict(
+        apply_overrides(raw, list(overrides or [])), source=source, config_class=config_class
+    )
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+def config_from_dict(
+    raw: dict[str, Any], source: str = "config", config_class: type[Config] | None = None
+) -> Config:
+    root = config_class or _active_class
     raw = _fold_batch_size_alias(raw, source)
     try:
-        return Config.model_validate(raw)
+        return root.model_validate(raw)
     except ValidationError as err:
         by_path: dict[str, str] = {}
         for error in err.errors():  # a union reports once per member: keep the first per key
-            line = _describe(error)
+            line = _describe(error, root)
             by_path.setdefault(line.split(":", 1)[0], line)
         lines = list(by_path.values())
         raise UserError(f"{source}: invalid configuration\n  " + "\n  ".join(lines)) from None
@@ -189,10 +221,10 @@ def _fold_batch_size_alias(raw: dict[str, Any], source: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- error messages
 
 
-def _field_loc(loc: tuple) -> tuple:
+def _field_loc(loc: tuple, root: type[BaseModel]) -> tuple:
     """The part of a pydantic error location that names config keys (drops union-member tags)."""
     kept: list = []
-    model: Any = Config
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             kept.append(part)
@@ -206,15 +238,15 @@ def _field_loc(loc: tuple) -> tuple:
     return tuple(kept)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    error = {**error, "loc": _field_loc(error["loc"])}
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
+    error = {**error, "loc": _field_loc(error["loc"], root)}
     path = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
-        suggestion = difflib.get_close_matches(path, _all_paths(Config), n=1, cutoff=0.6)
+        suggestion = difflib.get_close_matches(path, _all_paths(root), n=1, cutoff=0.6)
         hint = (
             f"; did you mean {suggestion[0]}?"
             if suggestion
-            else f"; valid keys here: {_siblings(error['loc'])}"
+            else f"; valid keys here: {_siblings(error['loc'], root)}"
         )
         return f"{path}: unknown key{hint}"
     if error["type"] == "missing":
@@ -223,14 +255,14 @@ def _describe(error: dict[str, Any]) -> str:
     detail = error["msg"].removeprefix("Value error, ")
     if error["type"] == "value_error":  # a check across keys (e.g. embed_dim vs num_heads): say it plainly
         return f"{path}: {detail}"
-    expected = _expected_type(error["loc"])
+    expected = _expected_type(error["loc"], root)
     if expected:
         return f"{path}: expected {expected}, got {value!r} ({detail})"
     return f"{path}: {detail} (got {value!r})"
 
 
-def _field_annotation(loc: tuple) -> Any:
-    model: Any = Config
+def _field_annotation(loc: tuple, root: type[BaseModel]) -> Any:
+    model: Any = root
     annotation: Any = None
     for part in loc:
         model = _model_in(annotation) if annotation is not None else model
@@ -266,8 +298,8 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _expected_type(loc: tuple) -> str | None:
-    annotation = _field_annotation(loc)
+def _expected_type(loc: tuple, root: type[BaseModel]) -> str | None:
+    annotation = _field_annotation(loc, root)
     return _type_name(annotation) if annotation is not None else None
 
 
@@ -282,7 +314,7 @@ def _all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     return paths
 
 
-def _siblings(loc: tuple) -> str:
-    parent = _field_annotation(loc[:-1]) if len(loc) > 1 else Config
-    model = _model_in(parent) if parent is not Config else Config
+def _siblings(loc: tuple, root: type[BaseModel]) -> str:
+    parent = _field_annotation(loc[:-1], root) if len(loc) > 1 else root
+    model = _model_in(parent) if parent is not root else root
     return ", ".join(model.model_fields) if model else "?"

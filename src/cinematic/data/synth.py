@@ -303,3 +303,10 @@ def render_score(score: symusic.Score, sample_rate: int = 44100, stereo: bool = 
     if peak > 0:
         audio = audio * (PEAK / peak)
     return audio.astype(np.float32)
+
+
+def render_audio(score: symusic.Score, sample_rate: int = 44100) -> np.ndarray | None:
+    """Stereo float32 (2, samples) of a generated piece, or None when it has no notes."""
+    if score.note_num() == 0:
+        return None
+    return np.asarray(render_score(score, sample_rate=sample_rate, stereo=True), dtype=np.float32)

@@ -24,15 +24,17 @@ import logging
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from cinematic.data.tokenizers.text_bpe import STRUCTURE, TextBPETokenizer, normalize_lyrics
+from cinematic.checkpoint_io import inference_weights, read_checkpoint
+from cinematic.data.tokenizers.text_bpe import STRUCTURE, TextBPETokenizer, build_prefix, normalize_lyrics
 from cinematic.errors import UserError
 from cinematic.generation.sampling import apply_repetition_penalty, guided_logits, sample_next
 from cinematic.models.layers import KVCache
-from cinematic.models.lyrics_generator import LyricsGPT
+from cinematic.models.lyrics_generator import LyricsGPT, LyricsGPTConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,22 @@ class LyricsGenerator:
         self.scene_limit = scene_limit
         self.device = model.wte.weight.device
 
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **_: Any
+    ) -> LyricsGenerator:
+        """A generator from a lyrics checkpoint alone (EMA weights when the run kept them)."""
+        state = checkpoint.get("task_state") or {}
+        if "tokenizer" not in state or "model_config" not in state:
+            raise UserError(
+                "this checkpoint has no lyrics tokenizer/model settings; is it a lyrics checkpoint?"
+            )
+        tokenizer = TextBPETokenizer.from_state(state["tokenizer"])
+        model = LyricsGPT(LyricsGPTConfig.from_dict(dict(state["model_config"])))
+        model.load_state_dict(inference_weights(checkpoint, "lyrics"))
+        model.to(device).eval()
+        return cls(model, tokenizer, scene_limit=int(state.get("scene_limit", 64)))
+
     @property
     def labels(self) -> dict[str, list[str]]:
         """The languages, emotions and genres this model was trained with."""
@@ -105,8 +123,6 @@ class LyricsGenerator:
         scene: str | None = None,
     ) -> list[int]:
         """Prefix ids; a label the model was not trained with is a `UserError` listing the known ones."""
-        from cinematic.tasks.lyrics import build_prefix
-
         tok = self.tokenizer
         ids = [tok.label_token_id(kind, value) if value is not None else None for kind, value in
                (("language", language), ("emotion", emotion), ("genre", genre))]  # fmt: skip
@@ -269,13 +285,10 @@ class LyricsGenerator:
 
 def generate_command(args: argparse.Namespace) -> int:
     """`cinematic generate lyrics`: write one song (or `--num_samples` songs) to `--out`."""
-    from cinematic.api import read_checkpoint
-    from cinematic.tasks import get_task
-
     checkpoint = read_checkpoint(args.checkpoint)
     if checkpoint["task"] != "lyrics":
         raise UserError(f"{args.checkpoint} is a {checkpoint['task']} checkpoint; give a lyrics checkpoint")
-    generator = get_task("lyrics").inference(checkpoint, device=args.device)
+    generator = LyricsGenerator.from_checkpoint(checkpoint, device=args.device)
     texts = generator.generate(
         language=args.language,
         emotion=args.emotion,

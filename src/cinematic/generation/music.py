@@ -6,7 +6,7 @@ unconditional (null-label) sequences run as one batch of two and the logits are 
 uncond + w · (cond − uncond) (Ho & Salimans 2022). PAD and BOS are never sampled; EOS ends a piece.
 
 Audio-route checkpoints (`task_state["representation"] == "audio"`) are handed to
-`cinematic.generation.music_audio:generate_command`.
+`cinematic.generation.music_audio:generate_command`; `is_audio_checkpoint` is the test.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from cinematic.checkpoint_io import inference_weights, read_checkpoint
 from cinematic.errors import UserError
-from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
+from cinematic.generation.sampling import (
+    condition_ids,
+    guidance_rows,
+    guided_logits,
+    sample_next,
+    sampling_kwargs,
+)
 from cinematic.utils import torch_threads
 
 log = logging.getLogger(__name__)
@@ -87,41 +94,6 @@ def generate_tokens(
     return np.asarray(out, dtype=np.int64)
 
 
-def condition_ids(vocab: Mapping[str, Sequence[str]], **labels: str | None) -> list[int]:
-    """Label strings → ids for a checkpoint's label vocabularies {condition: [null, label, ...]}; an unknown
-    label (or a condition the model does not use) is a UserError that lists what the checkpoint knows."""
-    for name, value in labels.items():
-        if value is not None and name not in vocab:
-            used = ", ".join(vocab) or "none"
-            raise UserError(f"this music model is not conditioned on {name} (its conditions: {used})")
-    ids = []
-    for name, values in vocab.items():
-        value = labels.get(name)
-        if value is None:
-            ids.append(0)
-        elif str(value) in values[1:]:
-            ids.append(list(values).index(str(value)))
-        else:
-            known = ", ".join(values[1:]) or "(none: the training data had no such labels)"
-            raise UserError(f"unknown {name} {value!r}; this checkpoint knows: {known}")
-    return ids
-
-
-def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The labels and sampling flags `cinematic generate music` passes to either route's generator."""
-    return {
-        "emotion": args.emotion,
-        "genre": args.genre,
-        "scene": args.scene,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "guidance": args.guidance,
-        "seed": args.seed,
-        "progress": True,
-    }
-
-
 class MusicGenerator:
     """What `cinematic.load(music_checkpoint)` returns for the symbolic route.
 
@@ -135,6 +107,24 @@ class MusicGenerator:
         self.tokenizer = tokenizer
         self.labels = {name: list(values) for name, values in labels.items()}
         self.sample_rate = 44100
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **_: Any
+    ) -> MusicGenerator:
+        """A generator from a symbolic-route checkpoint alone (EMA weights when the run kept them)."""
+        from cinematic.data.tokenizers.midi import make_tokenizer
+        from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
+
+        state = checkpoint.get("task_state") or {}
+        if "model_config" not in state or "tokenizer" not in state:
+            raise UserError(
+                "this checkpoint has no music tokenizer/model settings; is it a music checkpoint?"
+            )
+        model = MusicTransformer(MusicTransformerConfig(**state["model_config"]))
+        model.load_state_dict(inference_weights(checkpoint, "music"))
+        model.to(device).eval()
+        return cls(model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"])
 
     @property
     def known_labels(self) -> dict[str, list[str]]:
@@ -191,9 +181,9 @@ class MusicGenerator:
 
     def render(self, score: Any) -> np.ndarray:
         """Stereo float32 (2, samples) at 44.1 kHz from the project's synthesizer."""
-        from cinematic.tasks.music import render_audio
+        from cinematic.data.synth import render_audio
 
-        audio = render_audio(score)
+        audio = render_audio(score, self.sample_rate)
         if audio is None:
             raise UserError(
                 "cannot write audio: the piece has no notes (or the synthesizer is unavailable); write a .mid file instead"
@@ -213,6 +203,11 @@ class MusicGenerator:
         return np.asarray(self.tokenizer.encode(primer), dtype=np.int64)
 
 
+def is_audio_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    """A music checkpoint of the audio route (it records its route in task_state)."""
+    return (checkpoint.get("task_state") or {}).get("representation") == "audio"
+
+
 def write_output(generator: MusicGenerator, score: Any, out: Path) -> Path:
     """out.mid → MIDI; out.wav → 16-bit stereo WAV rendered by the project's synthesizer."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,18 +225,17 @@ def write_output(generator: MusicGenerator, score: Any, out: Path) -> Path:
 
 def generate_command(args: argparse.Namespace) -> int:
     """`cinematic generate music --checkpoint CKPT [--emotion E ...] --out out.mid|out.wav`."""
-    from cinematic.api import read_checkpoint
-    from cinematic.tasks import get_task, import_object
-
     checkpoint = read_checkpoint(args.checkpoint)
     if checkpoint.get("task") != "music":
         raise UserError(f"{args.checkpoint}: a {checkpoint.get('task')!r} checkpoint, not a music one")
-    if (checkpoint.get("task_state") or {}).get("representation") == "audio":
-        return import_object("cinematic.generation.music_audio:generate_command")(args, checkpoint)
+    if is_audio_checkpoint(checkpoint):
+        from cinematic.generation.music_audio import generate_command as generate_audio
+
+        return generate_audio(args, checkpoint)
     out = Path(args.out)
     if out.suffix.lower() not in (".mid", ".midi", ".wav"):
         raise UserError(f"--out {out}: write a .mid or a .wav file")
-    generator = get_task("music").inference(checkpoint, device=getattr(args, "device", "cpu"))
+    generator = MusicGenerator.from_checkpoint(checkpoint, device=getattr(args, "device", "cpu"))
     score = generator.generate(length=args.length, primer=args.primer, **sampling_kwargs(args))
     write_output(generator, score, out)
     print(f"wrote {out} ({score.note_num()} notes, {score.to('second').end():.1f} s)")

@@ -25,11 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from cinematic.checkpoint_io import inference_weights, read_checkpoint
 from cinematic.configs.model_config import MelConfig
 from cinematic.data.audio import limit_peak
-from cinematic.data.tokenizers.delay import deinterleave
+from cinematic.data.tokenizers.delay import StreamVocab, deinterleave
 from cinematic.errors import UserError
-from cinematic.generation.sampling import guidance_rows, guided_logits, sample_next
+from cinematic.generation.sampling import (
+    condition_ids,
+    guidance_rows,
+    guided_logits,
+    sample_next,
+    sampling_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,32 @@ class AudioMusicGenerator:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.device = device
 
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any
+    ) -> AudioMusicGenerator:
+        """A generator from an audio-route music checkpoint (EMA weights when kept).
+
+        kwargs: `vocoder` (a path or a loaded vocoder; default: the one the checkpoint records),
+        `checkpoint_path` (where the checkpoint lives, to find `<work_dir>/vocoder_music/` next to it)."""
+        from cinematic.data.tokenizers.mel_rvq import MelRVQ
+        from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
+
+        state = checkpoint.get("task_state") or {}
+        if state.get("representation") != "audio" or "tokenizer" not in state:
+            raise UserError("not an audio-route music checkpoint (no audio tokenizer in its task_state)")
+        model = MusicTransformer(MusicTransformerConfig(**state["model_config"]))
+        model.load_state_dict(inference_weights(checkpoint, "music"))
+        model.to(device).eval()
+        return cls(
+            model,
+            MelRVQ.from_state(state["tokenizer"]),
+            state["labels"],
+            vocoder=kwargs.get("vocoder") or state.get("vocoder"),
+            checkpoint_path=kwargs.get("checkpoint_path"),
+            device=device,
+        )
+
     @property
     def sample_rate(self) -> int:
         return self.tokenizer.mel_cfg.sample_rate
@@ -161,8 +194,6 @@ class AudioMusicGenerator:
 
     def condition_ids(self, **labels: str | None) -> list[int]:
         """Label strings → ids; an unknown label is a UserError that lists what the checkpoint knows."""
-        from cinematic.generation.music import condition_ids
-
         return condition_ids(self.labels, **labels)
 
     def frames_for(self, duration: float) -> int:
@@ -184,8 +215,6 @@ class AudioMusicGenerator:
         progress: bool = False,
     ) -> torch.Tensor:
         """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate))."""
-        from cinematic.tasks.music_audio import StreamVocab
-
         vocab = StreamVocab(self.tokenizer.codebook_size)
         conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene)
         return generate_codes(
@@ -239,7 +268,7 @@ class AudioMusicGenerator:
             )
         if path and Path(path) != found:
             log.warning("recorded vocoder %s is missing: using %s", path, found)
-        vocoder = Vocoder.from_checkpoint(found, device=self.device)
+        vocoder = Vocoder.from_checkpoint(read_checkpoint(found), device=self.device)
         vocoder.check_mel_config(self.tokenizer.mel_cfg, "this music model's tokenizer (music_model.audio)")
         return vocoder
 
@@ -252,10 +281,7 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     """`cinematic generate music` for audio-route checkpoints: codes → mel → vocoder → WAV."""
     import time
 
-    from cinematic.api import read_checkpoint
     from cinematic.data.audio import save_audio
-    from cinematic.generation.music import sampling_kwargs
-    from cinematic.tasks.music_audio import load_audio_inference
 
     out = Path(args.out)
     if out.suffix.lower() not in (".wav", ".flac"):
@@ -263,7 +289,9 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     if checkpoint is None:  # called directly; the symbolic route's command passes the one it read
         checkpoint = read_checkpoint(args.checkpoint)
     device = getattr(args, "device", "cpu")
-    music = load_audio_inference(checkpoint, device, vocoder=args.vocoder, checkpoint_path=args.checkpoint)
+    music = AudioMusicGenerator.from_checkpoint(
+        checkpoint, device, vocoder=args.vocoder, checkpoint_path=args.checkpoint
+    )
     _ = music.vocoder  # a missing or mismatched vocoder fails before sampling, not after
     start = time.perf_counter()
     mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args))

@@ -7,9 +7,13 @@ All functions work on a batch of logits `(B, V)`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+
+from cinematic.errors import UserError
 
 
 def apply_repetition_penalty(logits: torch.Tensor, previous: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -69,3 +73,38 @@ def sample_next(
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def condition_ids(vocab: Mapping[str, Sequence[str]], **labels: str | None) -> list[int]:
+    """Label strings → ids for a checkpoint's label vocabularies {condition: [null, label, ...]}; an unknown
+    label (or a condition the model does not use) is a UserError that lists what the checkpoint knows."""
+    for name, value in labels.items():
+        if value is not None and name not in vocab:
+            used = ", ".join(vocab) or "none"
+            raise UserError(f"this music model is not conditioned on {name} (its conditions: {used})")
+    ids = []
+    for name, values in vocab.items():
+        value = labels.get(name)
+        if value is None:
+            ids.append(0)
+        elif str(value) in values[1:]:
+            ids.append(list(values).index(str(value)))
+        else:
+            known = ", ".join(values[1:]) or "(none: the training data had no such labels)"
+            raise UserError(f"unknown {name} {value!r}; this checkpoint knows: {known}")
+    return ids
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The labels and sampling flags `cinematic generate music` passes to either route's generator."""
+    return {
+        "emotion": args.emotion,
+        "genre": args.genre,
+        "scene": args.scene,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "progress": True,
+    }

@@ -35,11 +35,13 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cinematic.configs import Config
-from cinematic.data.tokenizers.text_bpe import LABEL_KINDS, TextBPETokenizer, normalize_lyrics
+from cinematic.configs.model_config import LyricsModelConfig
+from cinematic.data.tokenizers.text_bpe import LABEL_KINDS, TextBPETokenizer, build_prefix, normalize_lyrics
 from cinematic.errors import UserError
+from cinematic.generation.lyrics import LyricsGenerator
 from cinematic.models.lyrics_generator import IGNORE_INDEX, LyricsGPT, LyricsGPTConfig, padded_vocab_size
-from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
-from cinematic.training.checkpointing import inference_weights
+from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag, add_sampling_flags
+from cinematic.training.task import BuildContext, Built, Media, StepOutput
 from cinematic.utils import atomic_write_bytes, item_rng
 
 if TYPE_CHECKING:
@@ -76,16 +78,6 @@ class Segment:
     @property
     def full_prefix_len(self) -> int:
         return 4 + (len(self.scene) + 2 if self.scene else 1)
-
-
-def build_prefix(
-    tok: TextBPETokenizer, language: int | None, emotion: int | None, genre: int | None, scene: Sequence[int]
-) -> list[int]:
-    """The conditioning prefix: <bos>, one slot per label (its token or <no-...>), then the scene in
-    brackets or <no-scene>. Fixed slots keep every partial condition close to what training showed."""
-    labels = zip(("language", "emotion", "genre"), (language, emotion, genre), strict=True)
-    ids = [tok.bos_id] + [tok.no_label_ids[kind] if value is None else value for kind, value in labels]
-    return ids + ([tok.scene_start_id, *scene, tok.scene_end_id] if scene else [tok.no_scene_id])
 
 
 def _label(labels: Mapping[str, Any], key: str) -> str | None:
@@ -244,16 +236,6 @@ def _report_languages(found: Sequence[str], configured: Sequence[str], data_dir:
         log.info("lyrics: also training on language(s) %s (found in the data)", ", ".join(extra))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
-    }
-
-
 class LyricsTask:
     """Builds the tokenizer, the packed data and the GPT; loss, perplexity, samples, export."""
 
@@ -402,9 +384,7 @@ class LyricsTask:
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
-        model = models[MODEL]
-        batch = _to_device(batch, next(model.parameters()).device)
-        _, loss = model(batch["idx"], batch["targets"], doc_ids=batch["doc_ids"])
+        _, loss = models[MODEL](batch["idx"], batch["targets"], doc_ids=batch["doc_ids"])
         tokens = (batch["targets"] != IGNORE_INDEX).sum()
         return StepOutput(loss=loss, num_items=tokens)
 
@@ -412,11 +392,9 @@ class LyricsTask:
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
         """Token-level cross entropy and perplexity, overall and per language."""
         model = models[MODEL]
-        device = next(model.parameters()).device
         nll: dict[int, float] = defaultdict(float)
         count: dict[int, int] = defaultdict(int)
         for batch in loader:
-            batch = _to_device(batch, device)
             logits, _ = model(batch["idx"], doc_ids=batch["doc_ids"])
             per_token = torch.nn.functional.cross_entropy(
                 logits.float().transpose(1, 2), batch["targets"], ignore_index=IGNORE_INDEX, reduction="none"
@@ -442,10 +420,8 @@ class LyricsTask:
 
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         """A short sample per condition (language with its most common emotion and genre)."""
-        from cinematic.generation.lyrics import LyricsGenerator
-
         assert self.tokenizer is not None
-        generator = LyricsGenerator(_unwrap(models[MODEL]), self.tokenizer, scene_limit=self.scene_limit)
+        generator = LyricsGenerator(models[MODEL], self.tokenizer, scene_limit=self.scene_limit)
         media = []
         for condition in self.sample_conditions:
             text = generator.generate(
@@ -467,21 +443,6 @@ class LyricsTask:
             "scene_limit": self.scene_limit,
             "labels": {k: list(v) for k, v in self.tokenizer.labels.items()},
         }
-
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-        """A `LyricsGenerator` from a checkpoint alone (EMA weights when the run kept them)."""
-        from cinematic.generation.lyrics import LyricsGenerator
-
-        state = checkpoint.get("task_state") or {}
-        if "tokenizer" not in state or "model_config" not in state:
-            raise UserError(
-                "this checkpoint has no lyrics tokenizer/model settings; is it a lyrics checkpoint?"
-            )
-        tokenizer = TextBPETokenizer.from_state(state["tokenizer"])
-        model = LyricsGPT(LyricsGPTConfig.from_dict(dict(state["model_config"])))
-        model.load_state_dict(inference_weights(checkpoint, MODEL))
-        model.to(device).eval()
-        return LyricsGenerator(model, tokenizer, scene_limit=int(state.get("scene_limit", 64)))
 
 
 # ------------------------------------------------------------------------------------------- quickstart
@@ -508,13 +469,15 @@ def quickstart_config(qs: Any) -> Config:
 def quickstart(qs: Any) -> list[Path]:
     """Train a tiny lyrics GPT on the demo songs, print validation perplexity before and after, and
     write one song per demo language to `lyrics.txt`."""
-    from cinematic.api import load
+    from cinematic.checkpoint_io import read_checkpoint
     from cinematic.training.trainer import run_training
 
-    result = run_training("lyrics", quickstart_config(qs), Path(qs.data_root) / "lyrics")
+    result = run_training(LyricsTask(), quickstart_config(qs), Path(qs.data_root) / "lyrics")
     before = (result.metrics_before or {}).get("val/perplexity", float("nan"))
     qs.report("lyrics", "val/perplexity", before, result.metrics_after.get("val/perplexity", float("nan")))
-    generator = load(result.best_checkpoint or result.last_checkpoint)
+    generator = LyricsGenerator.from_checkpoint(
+        read_checkpoint(result.best_checkpoint or result.last_checkpoint)
+    )
     songs = []
     for language in generator.labels["language"]:
         emotion = (generator.labels["emotion"] or [None])[0]
@@ -525,3 +488,38 @@ def quickstart(qs: Any) -> list[Path]:
     out = Path(qs.samples_dir) / "lyrics.txt"
     out.write_text("\n".join(songs), encoding="utf-8")
     return [out]
+
+
+# ------------------------------------------------------------------------------------------- registration
+
+
+def add_commands(groups: CommandGroups) -> None:
+    """`cinematic generate lyrics`."""
+    lyr = groups.generate.add_parser("lyrics", help="write song lyrics")
+    lyr.add_argument("--checkpoint", required=True)
+    lyr.add_argument("--language", required=True)
+    lyr.add_argument("--emotion")
+    lyr.add_argument("--genre")
+    lyr.add_argument("--scene")
+    lyr.add_argument("--prompt", help="first line(s) to continue")
+    lyr.add_argument("--structure", help="e.g. verse,chorus,verse,chorus")
+    add_sampling_flags(lyr, temperature=0.9)
+    lyr.add_argument("--repetition_penalty", "--repetition-penalty", type=float, default=1.1)
+    lyr.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=300)
+    lyr.add_argument("--num_samples", "--num-samples", type=int, default=1)
+    lyr.add_argument("--out", required=True)
+    add_debug_flag(lyr)
+    lyr.set_defaults(handler="cinematic.generation.lyrics:generate_command")
+
+
+FAMILY = ModelFamily(
+    name="lyrics",
+    task=LyricsTask,
+    config=LyricsModelConfig,
+    section="lyrics_model",
+    load=LyricsGenerator.from_checkpoint,
+    quickstart=quickstart,
+    quickstart_title="lyrics (multilingual GPT)",
+    quickstart_order=50,
+    add_commands=add_commands,
+)

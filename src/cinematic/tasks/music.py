@@ -1,5 +1,6 @@
-"""The music task: the Music Transformer on MIDI files (symbolic route), and the `train_music.py`
-recipe that picks the symbolic or the audio route.
+"""The music family: the Music Transformer on MIDI files (symbolic route), and `choose_route`, the one
+place that decides whether `cinematic train music` / train_music.py runs this route or the audio one
+(`cinematic.tasks.music_audio`).
 
 Data (DESIGN §3): `*.mid|*.midi` with optional same-stem `.json` labels. Every file is encoded once
 with the performance tokenizer (cached under `<work_dir>/cache/music_tokens/`, keyed by the file's
@@ -17,7 +18,6 @@ the checkpoint through `export_state`, and reused from the checkpoint when a run
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections import Counter
@@ -34,11 +34,13 @@ from torch.utils.data import Dataset
 
 from cinematic.configs import Config
 from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.synth import render_audio
 from cinematic.data.tokenizers.midi import make_tokenizer
 from cinematic.errors import UserError
+from cinematic.generation.music import MusicGenerator
 from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
-from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
-from cinematic.training.checkpointing import inference_weights
+from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag, add_sampling_flags
+from cinematic.training.task import BuildContext, Built, Media, StepOutput
 from cinematic.utils import atomic_write_bytes, file_sha1, item_rng
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ CONDITIONS = ("emotion", "genre", "scene")
 NULL_LABEL = "<none>"
 """Index 0 of every label vocabulary: the unconditional (guidance) label."""
 SAMPLE_RATE = 44100
-AUDIO_SPEC = "cinematic.tasks.music_audio:train_audio_recipe"
 
 
 # -------------------------------------------------------------------------------------- model setup
@@ -100,12 +101,6 @@ def condition_ids(labels: Mapping[str, Any], vocab: Mapping[str, Sequence[str]])
         value = labels.get(name)
         ids.append(known.index(str(value)) if value not in (None, "") and str(value) in known else 0)
     return np.asarray(ids, dtype=np.int64)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 # ------------------------------------------------------------------------------------------ datasets
@@ -222,28 +217,13 @@ class MusicTask:
         self.sample_labels: dict[str, str] = {}
         self.sample_length = 256
         self.seed = 0
-        self.audio: Any = None
-        """The audio route's task (`cinematic.tasks.music_audio:AudioMusicTask`) when this run is an
-        audio one; every method below then hands over to it."""
 
     # --------------------------------------------------------------------------------- build
-
-    def _route(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> str:
-        restored = (ctx.restored_state or {}).get("representation")
-        if restored in ("midi", "audio"):  # a resumed run keeps its route
-            return restored
-        if cfg.music_model.representation == "auto":
-            return resolve_representation(cfg, data_dir)
-        return cfg.music_model.representation
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
         from cinematic.data.balance import stratified_split
         from cinematic.data.dataset import read_music_dir
-        from cinematic.tasks import import_object
 
-        if self._route(cfg, Path(data_dir), ctx) == "audio":
-            self.audio = import_object("cinematic.tasks.music_audio:AudioMusicTask")()
-            return self.audio.build(cfg, data_dir, ctx)
         section = cfg.music_model
         items = [item for item in read_music_dir(data_dir) if item.kind == "midi"]
         if not items:
@@ -341,12 +321,8 @@ class MusicTask:
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
-        if self.audio is not None:
-            return self.audio.training_step(models, batch, phase, scratch)
-        model = models[MODEL]
-        device = next(model.parameters()).device
-        inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
-        logits = model(inputs, batch["conditions"].to(device))[:, 0]  # (B, T, V)
+        inputs, targets = batch["inputs"], batch["targets"]
+        logits = models[MODEL](inputs, batch["conditions"])[:, 0]  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
         counted = targets != IGNORE_INDEX
         with torch.no_grad():
@@ -355,15 +331,12 @@ class MusicTask:
 
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
-        if self.audio is not None:
-            return self.audio.validate(models, loader)
         model = models[MODEL]
-        device = next(model.parameters()).device
         nll = correct = tokens = 0.0
         seconds = 0.0
         for batch in loader:
-            inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
-            logits = model(inputs, batch["conditions"].to(device))[:, 0].float()
+            inputs, targets = batch["inputs"], batch["targets"]
+            logits = model(inputs, batch["conditions"])[:, 0].float()
             counted = targets != IGNORE_INDEX
             nll += F.cross_entropy(
                 logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -387,20 +360,10 @@ class MusicTask:
 
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         """One generated piece: the MIDI file, its piano roll and its synthesized audio."""
-        if self.audio is not None:
-            return self.audio.sample(models, step, out_dir)
-        from cinematic.generation.music import MusicGenerator
-
-        model = unwrap(models[MODEL])
-        generator = MusicGenerator(model, self.tokenizer, self.labels)
-        was_training = model.training
-        model.eval()
-        try:
-            score = generator.generate(
-                **self.sample_labels, length=self.sample_length, seed=step, temperature=1.0
-            )
-        finally:
-            model.train(was_training)
+        generator = MusicGenerator(models[MODEL], self.tokenizer, self.labels)
+        score = generator.generate(
+            **self.sample_labels, length=self.sample_length, seed=step, temperature=1.0
+        )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"music_step{step:07d}.mid"
@@ -410,7 +373,7 @@ class MusicTask:
             Media("file", "sample/midi", path),
             Media("image", "sample/piano_roll", piano_roll_figure(score, title=f"step {step}: {tag}")),
         ]
-        audio = render_audio(score)
+        audio = render_audio(score, SAMPLE_RATE)
         if audio is not None:
             media.append(Media("audio", "sample/audio", audio, sample_rate=SAMPLE_RATE))
         return media
@@ -418,8 +381,6 @@ class MusicTask:
     # -------------------------------------------------------------------------------- export
 
     def export_state(self) -> dict[str, Any]:
-        if self.audio is not None:
-            return self.audio.export_state()
         if self.tokenizer is None or self.model_cfg is None:
             raise RuntimeError("export_state() before build()")
         model_cfg = asdict(self.model_cfg)
@@ -432,42 +393,8 @@ class MusicTask:
             "sample_labels": dict(self.sample_labels),
         }
 
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-        """A `MusicGenerator` from a checkpoint alone (EMA weights when the run kept them); audio-route
-        checkpoints go to `cinematic.tasks.music_audio:load_audio_inference`."""
-        from cinematic.generation.music import MusicGenerator
-        from cinematic.tasks import import_object
-
-        state = checkpoint.get("task_state") or {}
-        if state.get("representation") == "audio":
-            return import_object("cinematic.tasks.music_audio:load_audio_inference")(
-                checkpoint, device, **kwargs
-            )
-        if "model_config" not in state or "tokenizer" not in state:
-            raise UserError(
-                "this checkpoint has no music tokenizer/model settings; is it a music checkpoint?"
-            )
-        cfg = dict(state["model_config"])
-        cfg["condition_sizes"] = tuple(cfg["condition_sizes"])
-        model = MusicTransformer(MusicTransformerConfig(**cfg))
-        model.load_state_dict(inference_weights(checkpoint, MODEL))
-        model.to(device).eval()
-        return MusicGenerator(model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"])
-
 
 # ------------------------------------------------------------------------------------ media helpers
-
-
-def render_audio(score: Any) -> np.ndarray | None:
-    """Stereo float32 (2, samples) from the project's synthesizer, or None when it is unavailable."""
-    try:
-        from cinematic.data.synth import render_score
-    except ImportError:
-        log.warning("cinematic.data.synth is not available: music samples are written without audio")
-        return None
-    if score.note_num() == 0:
-        return None
-    return np.asarray(render_score(score, sample_rate=SAMPLE_RATE, stereo=True), dtype=np.float32)
 
 
 def piano_roll_figure(score: Any, title: str = "") -> Any:
@@ -529,20 +456,23 @@ def resolve_representation(cfg: Config, data_dir: Path) -> str:
     return wanted
 
 
-def train_recipe(
-    cfg: Config, data_dir: Path, resume: str | None = None, args: argparse.Namespace | None = None
-) -> Any:
-    """`cinematic train music` / train_music.py: the symbolic route runs one trainer run; the audio
-    route (tokenizer, transformer, vocoder) is `cinematic.tasks.music_audio:train_audio_recipe`."""
-    from cinematic.tasks import import_object
+def choose_route(cfg: Config, data_dir: Path, checkpoint: dict[str, Any] | None = None) -> str:
+    """The family that trains this music run: "music" (MIDI) or "music_audio". A resumed run keeps the
+    route its checkpoint recorded; otherwise `music_model.representation` decides (auto: MIDI when the
+    folder holds MIDI files). Sets `music_model.representation` so the checkpoint records the route."""
+    restored = ((checkpoint or {}).get("task_state") or {}).get("representation")
+    representation = (
+        restored if restored in ("midi", "audio") else resolve_representation(cfg, Path(data_dir))
+    )
+    cfg.music_model.representation = representation
+    return "music_audio" if representation == "audio" else "music"
 
-    representation = resolve_representation(cfg, Path(data_dir))
-    cfg.music_model.representation = representation  # the checkpoint records the route it took
-    if representation == "audio":
-        return import_object(AUDIO_SPEC)(cfg, data_dir, resume, args)
-    from cinematic.training.trainer import run_training
 
-    return run_training(MODEL, cfg, Path(data_dir), resume=resume)
+def is_symbolic_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    return (
+        checkpoint.get("task") == "music"
+        and (checkpoint.get("task_state") or {}).get("representation") != "audio"
+    )
 
 
 # ------------------------------------------------------------------------------------ quickstart
@@ -554,7 +484,7 @@ QUICKSTART_STEPS = 400
 def quickstart(qs: Any) -> list[Path]:
     """Train a tiny Music Transformer on the demo MIDI files (about a minute on a CPU), report the
     validation NLL per token before and after, and write music.mid and music.wav from the best checkpoint."""
-    from cinematic.api import load
+    from cinematic.checkpoint_io import read_checkpoint
     from cinematic.generation.music import write_output
     from cinematic.training.trainer import run_training
 
@@ -566,12 +496,14 @@ def quickstart(qs: Any) -> list[Path]:
     cfg.training.warmup_steps = 10
     cfg.training.validate_every_steps = 50
     cfg.training.checkpoint_every_steps = 50
-    result = run_training(MODEL, cfg, Path(qs.data_root) / "music")
+    result = run_training(MusicTask(), cfg, Path(qs.data_root) / "music")
     metric = "val/nll_per_token"
     before = (result.metrics_before or {}).get(metric, float("nan"))
     qs.report("music", metric, before, result.metrics_after.get(metric, float("nan")))
 
-    generator = load(result.best_checkpoint or result.last_checkpoint)
+    generator = MusicGenerator.from_checkpoint(
+        read_checkpoint(result.best_checkpoint or result.last_checkpoint)
+    )
     emotions = generator.known_labels.get("emotion") or []
     labels = {"emotion": emotions[0]} if emotions else {}
     score = generator.generate(**labels, length=512, seed=0, temperature=0.9, guidance=1.5)
@@ -593,3 +525,38 @@ def crop_sample_weights(cfg: Config, piece_labels: list[dict], owner: Sequence[i
     ]
     per_piece = balanced_weights(groups, cfg.data.balance_alpha)
     return [float(per_piece[o]) for o in owner]
+
+
+# ------------------------------------------------------------------------------------ registration
+
+
+def add_commands(groups: CommandGroups) -> None:
+    """`cinematic generate music` (both routes: the checkpoint says which)."""
+    m = groups.generate.add_parser("music", help="write a MIDI (symbolic route) or WAV (audio route) file")
+    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--emotion")
+    m.add_argument("--genre")
+    m.add_argument("--scene")
+    m.add_argument("--primer", help="MIDI file to continue (symbolic route)")
+    m.add_argument("--length", type=int, default=1024, help="tokens to generate (symbolic route)")
+    m.add_argument("--duration", type=float, default=10.0, help="seconds to generate (audio route)")
+    m.add_argument("--vocoder", help="music vocoder checkpoint (audio route; default: the one recorded)")
+    add_sampling_flags(m, temperature=1.0)
+    m.add_argument("--out", required=True, help="out.mid or out.wav")
+    add_debug_flag(m)
+    m.set_defaults(handler="cinematic.generation.music:generate_command")
+
+
+FAMILY = ModelFamily(
+    name="music",
+    task=MusicTask,
+    config=MusicModelConfig,
+    section="music_model",
+    load=MusicGenerator.from_checkpoint,
+    route=choose_route,
+    owns=is_symbolic_checkpoint,
+    quickstart=quickstart,
+    quickstart_title="music (Music Transformer, MIDI)",
+    quickstart_order=30,
+    add_commands=add_commands,
+)

@@ -42,10 +42,22 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cinematic.configs import Config
-from cinematic.data.tokenizers.delay import interleave
+from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.tokenizers.delay import StreamVocab, delayed_sequence
 from cinematic.data.tokenizers.mel_rvq import MelRVQ, MelSource, _no_bar, fit_tokenizer_cached
 from cinematic.errors import UserError
-from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
+from cinematic.generation.music_audio import AudioMusicGenerator
+from cinematic.tasks.music import (
+    NULL_LABEL,
+    active_conditions,
+    condition_ids,
+    crop_sample_weights,
+    label_vocabularies,
+    model_config,
+)
+from cinematic.tasks.vocoder import MusicVocoderTask
+from cinematic.training.family import ModelFamily
+from cinematic.training.task import BuildContext, Built, Media, StepOutput
 from cinematic.utils import item_rng
 
 log = logging.getLogger(__name__)
@@ -53,32 +65,6 @@ log = logging.getLogger(__name__)
 MODEL = "music"
 IGNORE_INDEX = -100
 REPRESENTATION = "audio"
-
-
-@dataclass(frozen=True)
-class StreamVocab:
-    """Token ids of one stream: codes 0 … N − 1, then EMPTY (delay filler) and BOS."""
-
-    codebook_size: int
-
-    @property
-    def empty_id(self) -> int:
-        return self.codebook_size
-
-    @property
-    def bos_id(self) -> int:
-        return self.codebook_size + 1
-
-    @property
-    def size(self) -> int:
-        return self.codebook_size + 2
-
-
-def delayed_sequence(codes: torch.Tensor, vocab: StreamVocab) -> torch.Tensor:
-    """Codes (K, T) → (K, 1 + T + K − 1): a BOS column, then the delay-interleaved codes."""
-    delayed = interleave(codes, vocab.empty_id)
-    bos = torch.full((codes.shape[0], 1), vocab.bos_id, dtype=delayed.dtype)
-    return torch.cat([bos, delayed], dim=1)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -229,14 +215,6 @@ class AudioMusicTask:
         from cinematic.data.balance import stratified_split
         from cinematic.data.dataset import read_music_dir
         from cinematic.models.music_transformer import MusicTransformer
-        from cinematic.tasks.music import (
-            NULL_LABEL,
-            active_conditions,
-            condition_ids,
-            crop_sample_weights,
-            label_vocabularies,
-            model_config,
-        )
 
         section = cfg.music_model
         items = [item for item in read_music_dir(data_dir) if item.kind == "audio"]
@@ -368,10 +346,8 @@ class AudioMusicTask:
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
-        model = models[MODEL]
-        device = next(model.parameters()).device
-        targets = batch["targets"].to(device)
-        logits = model(batch["inputs"].to(device), batch["conditions"].to(device))  # (B, K, L, V)
+        targets = batch["targets"]
+        logits = models[MODEL](batch["inputs"], batch["conditions"])  # (B, K, L, V)
         total, per_stream, counts = self._losses(logits, targets)
         loss = total / counts.sum().clamp(min=1)
         metrics: dict[str, float | torch.Tensor] = {
@@ -382,12 +358,11 @@ class AudioMusicTask:
     @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
         model = models[MODEL]
-        device = next(model.parameters()).device
         per_stream_sum = per_stream_count = None
         correct = 0.0
         for batch in loader:
-            targets = batch["targets"].to(device)
-            logits = model(batch["inputs"].to(device), batch["conditions"].to(device))
+            targets = batch["targets"]
+            logits = model(batch["inputs"], batch["conditions"])
             _, per_stream, counts = self._losses(logits, targets)
             per_stream_sum = per_stream if per_stream_sum is None else per_stream_sum + per_stream
             per_stream_count = counts if per_stream_count is None else per_stream_count + counts
@@ -413,17 +388,10 @@ class AudioMusicTask:
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         """A few seconds generated: the decoded mel as an image, and audio (the recorded vocoder when
         there is one, else a Griffin-Lim preview — the music vocoder is trained after the transformer)."""
-        from cinematic.generation.music_audio import AudioMusicGenerator, griffin_lim, mel_figure
-        from cinematic.tasks.music import unwrap
+        from cinematic.generation.music_audio import griffin_lim, mel_figure
 
-        model = unwrap(models[MODEL])
-        generator = AudioMusicGenerator(model, self.rvq, self.labels)
-        was_training = model.training
-        model.eval()
-        try:
-            codes = generator.generate_codes(**self.sample_labels, duration=self.sample_seconds, seed=step)
-        finally:
-            model.train(was_training)
+        generator = AudioMusicGenerator(models[MODEL], self.rvq, self.labels)
+        codes = generator.generate_codes(**self.sample_labels, duration=self.sample_seconds, seed=step)
         mel = self.rvq.decode(codes)
         tag = "/".join(self.sample_labels.values()) or "unconditional"
         media = [Media("image", "sample/mel", mel_figure(mel.numpy(), f"step {step}: {tag}"))]
@@ -447,60 +415,23 @@ class AudioMusicTask:
             "vocoder": self.vocoder,
         }
 
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-        return load_audio_inference(checkpoint, device, **kwargs)
-
-
-def load_audio_inference(
-    checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any
-) -> Any:
-    """An `AudioMusicGenerator` from an audio-route music checkpoint (EMA weights when kept).
-
-    kwargs: `vocoder` (a path or a loaded vocoder; default: the one the checkpoint records),
-    `checkpoint_path` (where the checkpoint lives, to find `<work_dir>/vocoder_music/` next to it)."""
-    from cinematic.generation.music_audio import AudioMusicGenerator
-    from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
-    from cinematic.training.checkpointing import inference_weights
-
-    state = checkpoint.get("task_state") or {}
-    if state.get("representation") != REPRESENTATION or "tokenizer" not in state:
-        raise UserError("not an audio-route music checkpoint (no audio tokenizer in its task_state)")
-    cfg = dict(state["model_config"])
-    cfg["condition_sizes"] = tuple(cfg["condition_sizes"])
-    model = MusicTransformer(MusicTransformerConfig(**cfg))
-    model.load_state_dict(inference_weights(checkpoint, MODEL))
-    model.to(device).eval()
-    return AudioMusicGenerator(
-        model,
-        MelRVQ.from_state(state["tokenizer"]),
-        state["labels"],
-        vocoder=kwargs.get("vocoder") or state.get("vocoder"),
-        checkpoint_path=kwargs.get("checkpoint_path"),
-        device=device,
-    )
-
 
 # ---------------------------------------------------------------------------------- train recipe
 
 
 def record_vocoder(ckpt_dir: Path, vocoder: Path) -> list[Path]:
     """Write the vocoder's path into every checkpoint of a music run (`task_state["vocoder"]`)."""
-    from cinematic.training.checkpointing import atomic_save
+    from cinematic.checkpoint_io import record_in_checkpoints
 
-    done = []
-    for path in sorted(Path(ckpt_dir).glob("*.pth")):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        checkpoint.setdefault("task_state", {})["vocoder"] = str(Path(vocoder).resolve())
-        atomic_save(checkpoint, path)
-        done.append(path)
-    return done
+    return record_in_checkpoints(ckpt_dir, "vocoder", str(Path(vocoder).resolve()))
 
 
 def check_vocoder(path: str | Path, cfg: Config) -> Path:
     """A vocoder checkpoint given with --vocoder: readable and at the music mel front end."""
-    from cinematic.api import load
+    from cinematic.checkpoint_io import read_checkpoint
+    from cinematic.generation.vocode import Vocoder
 
-    vocoder = load(path)
+    vocoder = Vocoder.from_checkpoint(read_checkpoint(path))
     vocoder.check_mel_config(cfg.music_model.audio, "the music audio route (music_model.audio)")
     return Path(path)
 
@@ -525,7 +456,7 @@ def train_audio_recipe(
     if given:  # fail before hours of training, not after
         check_vocoder(given, cfg)
     log.info("music audio route: 1/3 tokenizer + 2/3 transformer")
-    music = run_training(MODEL, cfg, Path(data_dir), resume=resume)
+    music = run_training(AudioMusicTask(), cfg, Path(data_dir), resume=resume)
     vocoder_result = None
     if given:
         vocoder_path = Path(given)
@@ -534,7 +465,7 @@ def train_audio_recipe(
         vcfg = cfg.model_copy(deep=True)
         vcfg.training.run_name = None  # <work_dir>/vocoder_music/, whatever the transformer's run name
         vocoder_result = run_training(
-            "vocoder_music", vcfg, Path(data_dir), resume="auto" if resume else None
+            MusicVocoderTask(), vcfg, Path(data_dir), resume="auto" if resume else None
         )
         vocoder_path = vocoder_result.best_checkpoint or vocoder_result.last_checkpoint
     if _is_main_process():
@@ -571,24 +502,46 @@ def quickstart(qs: Any) -> list[Path]:
 
     cfg = quickstart_config(qs)
     data_dir = Path(qs.data_root) / "music"
-    music = run_training(MODEL, cfg, data_dir)
+    music = run_training(AudioMusicTask(), cfg, data_dir)
     before = (music.metrics_before or {}).get("val/loss", float("nan"))
     qs.report(
         "music audio", "val/loss (NLL per code)", before, music.metrics_after.get("val/loss", float("nan"))
     )
     vcfg = cfg.model_copy(deep=True)
     vcfg.training.run_name = None
-    vocoder = run_training("vocoder_music", vcfg, data_dir)
+    vocoder = run_training(MusicVocoderTask(), vcfg, data_dir)
     vbefore = (vocoder.metrics_before or {}).get("val/loss", float("nan"))
     qs.report("music vocoder", "val/loss", vbefore, vocoder.metrics_after.get("val/loss", float("nan")))
     vocoder_path = vocoder.best_checkpoint or vocoder.last_checkpoint
     ckpt = music.best_checkpoint or music.last_checkpoint
     record_vocoder(ckpt.parent, vocoder_path)
 
-    from cinematic.api import load
+    from cinematic.checkpoint_io import read_checkpoint
 
-    generator = load(ckpt)
+    generator = AudioMusicGenerator.from_checkpoint(read_checkpoint(ckpt), checkpoint_path=ckpt)
     labels = {k: v[0] for k, v in generator.known_labels.items() if v}
     wav = generator.generate(**labels, duration=4.0, seed=0, guidance=1.0)
     out = save_audio(Path(qs.samples_dir) / "music_audio.wav", wav, generator.sample_rate)
     return [out]
+
+
+def is_audio_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    return (
+        checkpoint.get("task") == MODEL
+        and (checkpoint.get("task_state") or {}).get("representation") == REPRESENTATION
+    )
+
+
+FAMILY = ModelFamily(
+    name="music_audio",
+    task=AudioMusicTask,
+    config=MusicModelConfig,
+    section="music_model",
+    load=AudioMusicGenerator.from_checkpoint,
+    recipe=train_audio_recipe,
+    owns=is_audio_checkpoint,
+    quickstart=quickstart,
+    quickstart_title="music (audio route, mel-RVQ)",
+    quickstart_order=40,
+    data_subdir="music",
+)

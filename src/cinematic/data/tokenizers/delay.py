@@ -14,6 +14,8 @@ kept while generation takes T + K − 1 steps instead of K·T.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -51,3 +53,29 @@ def valid_mask(
 def frame_of(stream: int, step: int) -> int:
     """The frame index whose code stream `stream` carries at delayed step `step` (negative: none yet)."""
     return step - stream
+
+
+@dataclass(frozen=True)
+class StreamVocab:
+    """Token ids of one stream: codes 0 … N − 1, then EMPTY (delay filler) and BOS."""
+
+    codebook_size: int
+
+    @property
+    def empty_id(self) -> int:
+        return self.codebook_size
+
+    @property
+    def bos_id(self) -> int:
+        return self.codebook_size + 1
+
+    @property
+    def size(self) -> int:
+        return self.codebook_size + 2
+
+
+def delayed_sequence(codes: torch.Tensor, vocab: StreamVocab) -> torch.Tensor:
+    """Codes (K, T) → (K, 1 + T + K − 1): a BOS column, then the delay-interleaved codes."""
+    delayed = interleave(codes, vocab.empty_id)
+    bos = torch.full((codes.shape[0], 1), vocab.bos_id, dtype=delayed.dtype)
+    return torch.cat([bos, delayed], dim=1)

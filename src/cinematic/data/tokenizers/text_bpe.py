@@ -194,3 +194,13 @@ class TextBPETokenizer:
             raise UserError(
                 f"unknown {kind} {value!r}: this lyrics model was trained with {kind}s: {known}"
             ) from None
+
+
+def build_prefix(
+    tok: TextBPETokenizer, language: int | None, emotion: int | None, genre: int | None, scene: Sequence[int]
+) -> list[int]:
+    """The conditioning prefix: <bos>, one slot per label (its token or <no-...>), then the scene in
+    brackets or <no-scene>. Fixed slots keep every partial condition close to what training showed."""
+    labels = zip(("language", "emotion", "genre"), (language, emotion, genre), strict=True)
+    ids = [tok.bos_id] + [tok.no_label_ids[kind] if value is None else value for kind, value in labels]
+    return ids + ([tok.scene_start_id, *scene, tok.scene_end_id] if scene else [tok.no_scene_id])

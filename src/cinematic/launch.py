@@ -1,0 +1,88 @@
+"""`cinematic train FAMILY` and the seed scripts: resolve config, data and resume, pick the family that
+really trains the data (music: the MIDI or the audio route), then run its recipe (most families: one
+trainer run; voice: acoustic model then vocoder; music audio: tokenizer, transformer, vocoder)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from cinematic import registry
+from cinematic.configs import Config
+from cinematic.configs.loading import apply_overrides
+from cinematic.errors import UserError
+from cinematic.training.family import ModelFamily
+
+log = logging.getLogger(__name__)
+
+
+def _resume_checkpoint(
+    args: argparse.Namespace, family: ModelFamily
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint `--resume` points at (PATH, or for auto the newest valid one in the run folder)."""
+    from cinematic.training.checkpointing import find_resume_checkpoint, load_for_resume
+
+    if not args.resume:
+        return None, None
+    if args.resume != "auto":
+        return load_for_resume(args.resume), args.resume
+    task_name = getattr(family.task, "name", family.name)
+    ckpt_dir = Path(args.work_dir or "./work_dir") / task_name / "checkpoints"
+    found = find_resume_checkpoint(ckpt_dir)
+    return (found[1], str(found[0])) if found else (None, None)
+
+
+def resolve_run_config(
+    args: argparse.Namespace, family: ModelFamily
+) -> tuple[Config, Path, dict[str, Any] | None]:
+    """Config and data folder for a training command.
+
+    `--resume PATH` without `--config` takes both from the checkpoint, so a run continues exactly as it
+    was started; so does `--resume auto` without `--config` and without ./config.yaml, from the newest
+    valid checkpoint in <--work_dir or ./work_dir>/<task>/ (a `torchrun --max-restarts` restart needs
+    nothing else). Otherwise `--config` (default ./config.yaml when present) and `--data_dir` (default
+    ./data/<task>)."""
+    data_dir = args.data_dir
+    checkpoint, source = _resume_checkpoint(args, family)
+    takes_config = args.config is None and (args.resume != "auto" or not Path("config.yaml").is_file())
+    if checkpoint is not None and takes_config:
+        if args.resume == "auto":
+            log.info("--resume auto without --config: using the config stored in %s", source)
+        cfg = registry.config_from_dict(
+            apply_overrides(checkpoint["config"], args.overrides), source=str(source)
+        )
+        data_dir = data_dir or checkpoint.get("data_dir")
+    else:
+        config_path = args.config
+        if config_path is None and Path("config.yaml").is_file():
+            config_path = "config.yaml"
+        if config_path is None:
+            log.warning("no --config given and no ./config.yaml here: using the built-in defaults")
+        cfg = registry.load_config(config_path, args.overrides)
+    if args.work_dir:
+        cfg.training.work_dir = args.work_dir
+    data_dir = Path(data_dir or f"./data/{family.data_subdir or family.name}")
+    if not data_dir.is_dir():
+        raise UserError(
+            f"data folder not found: {data_dir}\n(pass --data_dir DIR; `cinematic data demo ./data` writes a "
+            "small demo data set in the expected layout)"
+        )
+    return cfg, data_dir, checkpoint
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from cinematic.training.distributed import configure_logging
+
+    configure_logging()
+    family = registry.get(args.task)
+    cfg, data_dir, checkpoint = resolve_run_config(args, family)
+    family = registry.routed(family, cfg, data_dir, checkpoint)
+    if family.recipe is not None:
+        family.recipe(cfg, data_dir, args.resume, args)
+        return 0
+    from cinematic.training.trainer import run_training
+
+    run_training(family.task_instance(), cfg, data_dir, resume=args.resume)
+    return 0
