@@ -4,10 +4,14 @@ external forced aligner is needed.
 
 - `AlignmentEncoder` (§2.1): 1-D conv encoders for text and mel; the soft alignment is a softmax over text
   positions of the negative squared L2 distance between them (Eq. 2–3), times a static prior.
-- `beta_binomial_prior` (§2.3): a diagonal prior that makes early training converge; multiplied into the
-  soft alignment (added in the log domain).
+- `beta_binomial_prior` (§2.3): a diagonal prior that makes early training converge. It is added to the
+  log-softmaxed attention scores (and renormalised) BEFORE anything else sees them: the soft alignment, the
+  forward-sum loss and MAS all use that one prior-shaped distribution, as in RAD-TTS, FastPitch and NeMo.
+  The forward-sum loss is what trains the encoders, so that is where the prior has to be for it to pull
+  early alignments towards the diagonal; applied after the loss it would only decorate the output.
 - `ForwardSumLoss` (§2.2, Eq. 4): the likelihood of all monotonic alignments, computed with PyTorch's CTC
-  loss (each text token is a "label", a blank column that is never used is prepended).
+  loss on the prior-shaped log-probabilities (each text token is a "label", a blank column that is never
+  a target is prepended).
 - `maximum_alignment_path` (§2.2, Eq. 6): monotonic alignment search (Viterbi) for the hard alignment;
   numba-compiled, no Python loop in the hot path. Hard durations are its column sums.
 - `binarization_loss` (§2.2, Eq. 5): KL between the hard and soft alignments, switched on after a warm-up.
@@ -23,7 +27,7 @@ from torch import nn
 
 
 class AlignmentEncoder(nn.Module):
-    """Text and mel encoders and the soft alignment A_soft = softmax_text(−T·‖q_t − k_n‖²) (Eq. 2–3)."""
+    """Text and mel encoders and the soft alignment A_soft ∝ softmax_text(−T·‖q_t − k_n‖²) · prior (Eq. 2–3)."""
 
     def __init__(self, n_mels: int, text_dim: int, att_dim: int = 80, temperature: float = 0.0005):
         super().__init__()
@@ -45,8 +49,14 @@ class AlignmentEncoder(nn.Module):
         self, mels: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, log_prior: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """mels (B, n_mels, T_mel), text (B, D, T_text), text_mask (B, T_text) True at padding,
-        log_prior (B, T_mel, T_text) or None → (soft attention, attention log-probabilities), both
-        (B, T_mel, T_text). The log-probabilities (before the prior) feed the forward-sum loss."""
+        log_prior (B, T_mel, T_text) or None → (soft attention, its log), both (B, T_mel, T_text).
+
+        The prior enters once, in the log domain, right after the log-softmax over text positions:
+        log A_soft = log_softmax_text(log_softmax_text(−T·‖q − k‖²) + log_prior), as in RAD-TTS, FastPitch and
+        NeMo. Both outputs are that one prior-shaped distribution: the soft attention feeds the binarization
+        loss and MAS (`hard_alignment` takes its log), the log feeds the forward-sum loss, so the prior
+        steers the encoders' gradients towards the diagonal from the first step (a forward-sum over the
+        log-probabilities before the prior would train blind to it). Padding tokens are −inf."""
         keys = self.key_proj(text)  # (B, A, T_text)
         queries = self.query_proj(mels)  # (B, A, T_mel)
         # ‖q − k‖² = ‖q‖² + ‖k‖² − 2 q·k: one batched matmul instead of a (B, A, T_mel, T_text) difference tensor.
@@ -57,9 +67,12 @@ class AlignmentEncoder(nn.Module):
         logits = -self.temperature * distance
         logits = logits.masked_fill(text_mask.unsqueeze(1), -float("inf"))
         log_probs = F.log_softmax(logits, dim=-1)
-        scores = log_probs if log_prior is None else log_probs + log_prior
-        soft = torch.softmax(scores.masked_fill(text_mask.unsqueeze(1), -float("inf")), dim=-1)
-        return soft, log_probs
+        if log_prior is not None:
+            # Renormalised over text positions, so the forward-sum's blank keeps the same odds with or without it.
+            log_probs = F.log_softmax(
+                (log_probs + log_prior).masked_fill(text_mask.unsqueeze(1), -float("inf")), -1
+            )
+        return log_probs.exp(), log_probs
 
 
 def beta_binomial_prior(
