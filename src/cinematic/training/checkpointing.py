@@ -1,4 +1,6 @@
-"""Checkpoint files: atomic writes, retention, `--resume auto`, RNG state, and inference exports.
+"""Checkpoint files: atomic writes, retention, `--resume auto`, RNG state, and the safetensors export.
+What goes into a checkpoint, and when it is written, is `cinematic.training.checkpoint.CheckpointManager`;
+reading one for inference is `cinematic.checkpoint_io`.
 
 Layout of `<run_dir>/checkpoints/`:
 
@@ -9,7 +11,7 @@ Layout of `<run_dir>/checkpoints/`:
 Every file is written to a temporary file in the same folder, flushed and fsynced, then renamed over
 the target (`os.replace` is atomic on POSIX), so a process killed mid-save leaves the previous file
 intact. Contents are tensors and plain containers only: `torch.load(path, weights_only=True)` reads
-them (the layout is documented in `cinematic.tasks.base` and docs/training.md).
+them (the layout is documented in docs/training.md).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
+from cinematic.checkpoint_io import model_state_dict, read_checkpoint
 from cinematic.errors import UserError
 from cinematic.utils import atomic_write
 
@@ -217,42 +219,12 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 # ------------------------------------------------------------------------------------ inference helpers
 
 
-def model_state_dict(
-    checkpoint: dict[str, Any], name: str, prefer_ema: bool = True
-) -> dict[str, torch.Tensor]:
-    """The weights of model `name` for inference: the EMA weights when the run kept them."""
-    ema = checkpoint.get("ema") or {}
-    if prefer_ema and name in ema:
-        return ema[name]
-    models = checkpoint.get("model") or {}
-    if name not in models:
-        raise UserError(f"checkpoint has no model {name!r}; it holds: {', '.join(models) or 'none'}")
-    return models[name]
-
-
-def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Weights saved from a DDP- or compile-wrapped model load into the plain one."""
-    out = {}
-    for key, value in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            key = key.removeprefix(prefix)
-        out[key] = value
-    return out
-
-
-def inference_weights(checkpoint: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
-    """Model `name`'s weights for a plain (unwrapped) model: the EMA weights when the run kept them."""
-    return strip_prefixes(model_state_dict(checkpoint, name))
-
-
 def export_safetensors(checkpoint_path: str | Path, out_path: str | Path, prefer_ema: bool = True) -> Path:
     """Write the inference weights of every model in a checkpoint to one .safetensors file.
 
     Keys are `<model>.<parameter>`; the task name, step and format version go into the metadata. EMA
     weights are exported when present (as `Task.inference` uses them)."""
     from safetensors.torch import save_file
-
-    from cinematic.api import read_checkpoint
 
     checkpoint = read_checkpoint(checkpoint_path)
     tensors: dict[str, torch.Tensor] = {}

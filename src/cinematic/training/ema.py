@@ -55,10 +55,11 @@ class EMA:
             torch._foreach_lerp_(self.shadow[name], current, weight)
 
     @torch.no_grad()
-    def copy_from_models(self) -> None:
-        """Reset the shadow to the current weights (after loading EMA weights into the models)."""
-        for name, params in self.params.items():
-            for shadow, param in zip(self.shadow[name], params):
+    def copy_from_models(self, names: list[str] | None = None) -> None:
+        """Reset the shadow of `names` (None: all) to the models' current weights (after loading EMA
+        weights into them, or to start the EMA at restored weights)."""
+        for name in self.params if names is None else names:
+            for shadow, param in zip(self.shadow[name], self.params[name]):
                 shadow.copy_(_local(param.detach()))
 
     @contextlib.contextmanager

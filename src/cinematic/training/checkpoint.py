@@ -1,0 +1,339 @@
+"""`CheckpointManager`: collects the run's stateful pieces into one checkpoint dict, writes it, finds it
+again (`--resume`), and restores every piece from it (torchtitan's CheckpointManager, in small).
+
+    manager = CheckpointManager(run_dir / "checkpoints", env, keep_last_k=2)
+    checkpoint = manager.find(resume)                 # before the run is built: task_state, config check
+    manager.register("model", ModelWeights(models, fsdp))
+    manager.register(None, train_state)               # None: its keys go at the top level
+    ...
+    manager.load_state_dict(checkpoint)               # every piece, in registration order
+    manager.save(step, periodic=True, best=False)     # last.pth, step_<n>.pth, best.pth
+
+Each piece is a `Stateful` (`state_dict()` / `load_state_dict()`); the adapters below make the model
+weights, EMA, optimizers, schedulers and RNG streams look alike. The file layout is the one documented
+in docs/training.md; the files themselves (atomic writes, retention, `--resume auto` scan) are
+`cinematic.training.checkpointing`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cinematic.configs import Config
+from cinematic.errors import UserError
+from cinematic.training import checkpointing as ckpt_io
+from cinematic.training import distributed as D
+from cinematic.training.ema import EMA
+from cinematic.training.optimizers import load_scheduler_state, scheduler_state
+from cinematic.training.state import Stateful
+
+log = logging.getLogger("cinematic.training")
+
+
+# --------------------------------------------------------------------------------------- model weights
+
+
+def full_state_dict(model: nn.Module, fsdp: bool) -> dict[str, torch.Tensor]:
+    """Full (unsharded) weights on CPU; a collective under FSDP, so every rank calls it."""
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor], fsdp: bool, what: str) -> None:
+    """Full weights into a (possibly sharded) model; a UserError when they do not fit."""
+    try:
+        if fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+        else:
+            model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(
+            f"cannot load the checkpoint's {what} weights into the model built now: {err}"
+        ) from None
+
+
+@dataclass
+class ModelWeights:
+    """`model`: {name: full state_dict} of the unwrapped models. Every saved model must be there."""
+
+    models: Mapping[str, nn.Module]
+    fsdp: bool = False
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {name: full_state_dict(model, self.fsdp) for name, model in self.models.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, model in self.models.items():
+            if name not in state:
+                raise UserError(f"the checkpoint has no weights for model {name!r} (it has {list(state)})")
+            load_full_state_dict(model, state[name], self.fsdp, repr(name))
+
+
+@dataclass
+class EMAWeights:
+    """`ema`: {name: full state_dict with the EMA weights swapped in} ({} without EMA), and
+    `ema_updates`. Restored after the models: a checkpoint without EMA weights (EMA turned on when
+    resuming) starts the shadow at the loaded weights."""
+
+    ema: EMA | None
+    models: Mapping[str, nn.Module]
+    fsdp: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.ema is None:
+            return {"ema": {}, "ema_updates": 0}
+        with self.ema.swapped_in():
+            weights = {name: full_state_dict(self.models[name], self.fsdp) for name in self.ema.params}
+        return {"ema": weights, "ema_updates": self.ema.num_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.ema is None:
+            return
+        saved = state.get("ema") or {}
+        if not saved:
+            self.ema.copy_from_models()
+        for name in self.ema.params:
+            if name not in saved:
+                continue
+            # Load through the model (this handles FSDP shards), keep the copy as the shadow, and put
+            # the model's own weights and buffers back.
+            model = self.models[name]
+            buffers = [b.detach().clone() for b in model.buffers()]
+            with self.ema.swapped_in([name]):
+                load_full_state_dict(model, saved[name], self.fsdp, f"EMA {name!r}")
+                self.ema.copy_from_models([name])
+            with torch.no_grad():
+                for buffer, kept in zip(model.buffers(), buffers):
+                    buffer.copy_(kept)
+        self.ema.num_updates = int(state.get("ema_updates", 0))
+
+
+# --------------------------------------------------------------------------------- optimizer, schedule
+
+
+@dataclass
+class OptimizerState:
+    """Full optimizer state keyed by parameter name (`<model>.<param>` in `container`), whatever the
+    strategy, so a checkpoint moves between single-process, DDP and FSDP runs (a collective under FSDP)."""
+
+    container: nn.Module
+    optimizer: torch.optim.Optimizer
+    fsdp: bool = False
+    phase: str = "main"
+
+    def state_dict(self) -> dict[str, Any]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=self.fsdp)
+        return get_optimizer_state_dict(self.container, self.optimizer, options=options)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True)
+        try:
+            set_optimizer_state_dict(self.container, self.optimizer, optim_state_dict=state, options=options)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(
+                f"cannot restore the optimizer state of phase {self.phase!r} from the checkpoint "
+                f"({type(err).__name__}: {err}); the models' parameters changed?"
+            ) from None
+
+
+@dataclass
+class SchedulerState:
+    """A LambdaLR's state without its multiplier object (rebuilt from the config)."""
+
+    scheduler: Any
+
+    def state_dict(self) -> dict[str, Any]:
+        return scheduler_state(self.scheduler)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_scheduler_state(self.scheduler, state)
+
+
+class ByName(dict):
+    """{name: Stateful} saved as {name: state}; names the checkpoint lacks keep their current state
+    (optimizers, schedulers and grad scalers per phase)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: part.state_dict() for name, part in self.items()}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        for name, part in self.items():
+            if name in (state or {}):
+                part.load_state_dict(state[name])
+
+
+# ------------------------------------------------------------------------------------------ RNG streams
+
+
+@dataclass
+class RNGStreams:
+    """`rng`: every rank's Python, numpy, torch (and CUDA) generator states, in rank order (a
+    collective: every rank saves). A rank the saving run did not have gets a fresh stream of its own,
+    `rank_seed(reseed(), rank)`."""
+
+    env: D.DistEnv
+    reseed: Callable[[], int]
+
+    def state_dict(self) -> list[Any]:
+        return D.gather_objects(ckpt_io.capture_rng_state(), self.env)
+
+    def load_state_dict(self, state: list[Any] | None) -> None:
+        states = state or []
+        if self.env.rank < len(states):
+            ckpt_io.restore_rng_state(states[self.env.rank])
+        else:  # more ranks than the run that saved: new ranks get fresh, distinct streams
+            D.seed_everything(D.rank_seed(self.reseed(), self.env.rank))
+
+
+@dataclass
+class Saved:
+    """What a checkpoint records but a resume does not load back (the run's identity, the task's
+    export_state: the trainer reads those before the run is built)."""
+
+    make: Callable[[], Any]
+
+    def state_dict(self) -> Any:
+        return self.make()
+
+    def load_state_dict(self, state: Any) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------- manager
+
+
+@dataclass
+class _Entry:
+    key: str | None
+    part: Stateful
+    collective: bool
+
+
+class CheckpointManager:
+    """The run's checkpoint: which pieces it holds, where its files are, and when they are written.
+
+    `register(key, part)` puts `part.state_dict()` under `key`, or, with key None, its keys at the top
+    level (several pieces share the top level of the format-1 layout). Pieces marked `collective` take
+    part in a collective (an FSDP gather, the RNG gather) and are saved on every rank; the others only
+    on rank 0, which alone writes files."""
+
+    def __init__(self, ckpt_dir: Path, env: D.DistEnv, keep_last_k: int) -> None:
+        self.ckpt_dir, self.env, self.keep_last_k = ckpt_dir, env, keep_last_k
+        self.entries: list[_Entry] = []
+        self.last_saved_step = -1
+
+    @property
+    def last_path(self) -> Path:
+        return self.ckpt_dir / "last.pth"
+
+    @property
+    def best_path(self) -> Path:
+        return self.ckpt_dir / "best.pth"
+
+    def register(self, key: str | None, part: Stateful, *, collective: bool = False) -> None:
+        self.entries.append(_Entry(key, part, collective))
+
+    def __getitem__(self, key: str) -> Stateful:
+        return next(entry.part for entry in self.entries if entry.key == key)
+
+    # ------------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint dict: complete on rank 0, only the collective pieces elsewhere (every rank
+        must call it)."""
+        out: dict[str, Any] = {}
+        for entry in self.entries:
+            if not (entry.collective or self.env.is_main_process):
+                continue
+            state = entry.part.state_dict()
+            if entry.key is None:
+                out.update(state)
+            else:
+                out[entry.key] = state
+        return out
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Restore every piece, in registration order."""
+        for entry in self.entries:
+            entry.part.load_state_dict(checkpoint if entry.key is None else checkpoint.get(entry.key))
+
+    # ------------------------------------------------------------------------------------ files
+
+    def save(self, step: int, *, periodic: bool, best: bool = False) -> None:
+        """Write step_<n>.pth (periodic, when keep_last_k > 0), last.pth, and best.pth (on improvement).
+        Every rank calls it (pieces gather); rank 0 writes."""
+        state = self.state_dict()
+        self.last_saved_step = step
+        if not self.env.is_main_process:
+            return
+        if periodic and self.keep_last_k > 0:
+            step_path = self.ckpt_dir / f"step_{step}.pth"
+            ckpt_io.atomic_save(state, step_path)
+            ckpt_io.atomic_copy(step_path, self.last_path)
+            ckpt_io.prune_step_files(self.ckpt_dir, self.keep_last_k)
+        else:
+            ckpt_io.atomic_save(state, self.last_path)
+        if best:
+            ckpt_io.atomic_copy(self.last_path, self.best_path)
+
+    def find(self, resume: str | None) -> dict[str, Any] | None:
+        """The checkpoint to resume (`--resume PATH`, `--resume auto`, or None for a new run, which
+        refuses a folder that already holds checkpoints). Under `auto` rank 0 chooses, so every rank
+        resumes from the same file even if one save raced the scan."""
+        existing = ckpt_io.existing_checkpoints(self.ckpt_dir)
+        if resume is None:
+            if existing:
+                raise UserError(
+                    f"{self.ckpt_dir} already holds checkpoints ({', '.join(p.name for p in existing)}) from "
+                    "an earlier run; continue it with --resume auto, or choose another --work_dir "
+                    "(or training.run_name) for a new run"
+                )
+            return None
+        if resume != "auto":
+            return ckpt_io.load_for_resume(resume)
+        found = ckpt_io.find_resume_checkpoint(self.ckpt_dir) if self.env.is_main_process else None
+        path = D.broadcast_object(str(found[0]) if found else None, self.env)
+        if path is None:
+            log.info("--resume auto: no checkpoint in %s yet, starting a new run", self.ckpt_dir)
+            return None
+        log.info("--resume auto: continuing from %s", path)
+        return found[1] if found else ckpt_io.load_for_resume(path)
+
+
+def check_compatible(checkpoint: dict[str, Any], task_name: str, cfg: Config) -> None:
+    """A resume must be of the same task with the same model configuration (training keys may change)."""
+    if checkpoint.get("task") != task_name:
+        raise UserError(
+            f"the checkpoint belongs to task {checkpoint.get('task')!r}, not {task_name!r}; "
+            f"resume it with `cinematic train {checkpoint.get('task')}`"
+        )
+    section_name = getattr(cfg, "section_name", None)
+    section = section_name(task_name) if section_name is not None else None
+    old = (checkpoint.get("config") or {}).get(section) if section else None
+    if old is None:
+        return
+    new = {k: v for k, v in cfg.to_dict()[section].items() if k != "training"}
+    old = {k: v for k, v in old.items() if k != "training"}
+    diffs = ckpt_io.config_differences(old, new, f"{section}.")
+    if diffs:
+        raise UserError(
+            "cannot resume: the model configuration differs from the checkpoint's\n  "
+            + "\n  ".join(diffs)
+            + "\n(resume with the checkpoint's config: --resume PATH without --config, or fix these keys)"
+        )
