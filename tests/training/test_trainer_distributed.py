@@ -14,6 +14,7 @@ import sys
 import pytest
 import torch
 from conftest import HERE, toy_overrides
+from toy_tasks import make_task
 
 from cinematic.configs import load_config
 from cinematic.training.trainer import run_training
@@ -78,7 +79,7 @@ def test_ddp_ranks_end_identical_and_match_one_process_with_the_same_global_batc
     monkeypatch.setenv("TOY_NOISE", "0")
     ddp0, ddp1 = torchrun_results[f"{task}_ddp_rank0"], torchrun_results[f"{task}_ddp_rank1"]
     assert max_diff(ddp0, ddp1) == 0.0
-    single = run_training(task, toy_cfg(**{**TRAINING, "batch_size": 4}), data_dir)
+    single = run_training(make_task(task), toy_cfg(**{**TRAINING, "batch_size": 4}), data_dir)
     reference = torch.load(single.last_checkpoint, weights_only=True)["model"]
     assert max_diff(ddp0, reference) < 1e-6
     start = torch.load(single.run_dir / "checkpoints" / "step_3.pth", weights_only=True)["model"]

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from toy_tasks import make_task
 
 from cinematic.errors import UserError
 from cinematic.training.trainer import run_training
@@ -18,7 +19,7 @@ def test_tensorboard_holds_loss_lr_grad_norm_throughput_and_samples(toy_cfg, dat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = toy_cfg(max_steps=10, validate_every_steps=5)
-    run_training("toy", cfg, data_dir)
+    run_training(make_task("toy"), cfg, data_dir)
     tb_dir = f"{cfg.training.work_dir}/logs/tensorboard/toy"
     events = EventAccumulator(tb_dir, size_guidance={"scalars": 0, "images": 0, "audio": 0, "tensors": 0})
     events.Reload()
@@ -43,7 +44,7 @@ def test_two_phase_task_logs_each_phase(toy_cfg, data_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg = toy_cfg(max_steps=5)
-    run_training("toy_gan", cfg, data_dir)
+    run_training(make_task("toy_gan"), cfg, data_dir)
     events = EventAccumulator(f"{cfg.training.work_dir}/logs/tensorboard/toy_gan")
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -55,7 +56,7 @@ def test_wandb_logger_without_the_package_says_how_to_install_it(toy_cfg, data_d
     cfg = toy_cfg(max_steps=2)
     cfg.logging.logger = "wandb"
     with pytest.raises(UserError, match=r"pip install 'cinematic\[wandb\]'"):
-        run_training("toy", cfg, data_dir)
+        run_training(make_task("toy"), cfg, data_dir)
 
 
 @pytest.mark.skipif(not HAS_WANDB, reason="wandb (optional extra) is not installed")
@@ -63,14 +64,14 @@ def test_wandb_offline_writes_local_run_files(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = toy_cfg(max_steps=4)
     cfg.logging.logger = "wandb"
-    run_training("toy", cfg, data_dir)
+    run_training(make_task("toy"), cfg, data_dir)
     runs = list((Path(cfg.training.work_dir) / "logs" / "wandb").rglob("offline-run-*"))
     assert runs
 
 
 def test_plain_log_lines_when_not_on_a_terminal(toy_cfg, data_dir, caplog):
     with caplog.at_level(logging.INFO, logger="cinematic.training"):
-        run_training("toy", toy_cfg(max_steps=10), data_dir)
+        run_training(make_task("toy"), toy_cfg(max_steps=10), data_dir)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert any(line.startswith("step 5/10  loss") and "samples/s" in line and "ETA" in line for line in lines)
 
@@ -78,6 +79,6 @@ def test_plain_log_lines_when_not_on_a_terminal(toy_cfg, data_dir, caplog):
 def test_progress_bar_when_asked(toy_cfg, data_dir, capsys):
     cfg = toy_cfg(max_steps=6)
     cfg.logging.progress_bar = True
-    run_training("toy", cfg, data_dir)
+    run_training(make_task("toy"), cfg, data_dir)
     err = capsys.readouterr().err
     assert "6/6" in err and "loss" in err

@@ -1,0 +1,92 @@
+"""Where batches and models are when the task sees them: tensors moved to the training device
+(`to_device`, `DeviceLoader`), and the context validation and sampling run in (`forked_rng`,
+`eval_mode`). Used by `cinematic.training.trainer`, which re-exports these names."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move every tensor inside dicts, lists, tuples and dataclass instances (other objects are left as
+    they are)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        moved = {f.name: to_device(getattr(obj, f.name), device) for f in dataclasses.fields(obj) if f.init}
+        return dataclasses.replace(obj, **moved)
+    if isinstance(obj, dict):
+        return {key: to_device(value, device) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [to_device(value, device) for value in obj]
+    if isinstance(obj, tuple):
+        moved = [to_device(value, device) for value in obj]
+        return type(obj)(*moved) if hasattr(obj, "_fields") else tuple(moved)
+    return obj
+
+
+def batch_len(batch: Any) -> int:
+    """Items in a collated batch: the first dimension of its first tensor."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    if isinstance(batch, dict):
+        values = list(batch.values())
+    elif isinstance(batch, list | tuple):
+        values = list(batch)
+    else:
+        return 1
+    for value in values:
+        if isinstance(value, torch.Tensor | dict | list | tuple):
+            return batch_len(value)
+    return len(values)
+
+
+@contextlib.contextmanager
+def forked_rng(device: torch.device) -> Iterator[None]:
+    """Run a block (validation, sampling) without moving any random stream of the training run."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+@contextlib.contextmanager
+def eval_mode(models: Mapping[str, nn.Module]) -> Iterator[None]:
+    was_training = {name: model.training for name, model in models.items()}
+    for model in models.values():
+        model.eval()
+    try:
+        yield
+    finally:
+        for name, model in models.items():
+            model.train(was_training[name])
+
+
+class DeviceLoader:
+    """A data loader whose batches arrive on the training device (what `Task.validate` iterates)."""
+
+    def __init__(self, loader: DataLoader, device: torch.device) -> None:
+        self.loader, self.device = loader, device
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            yield to_device(batch, self.device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:  # .dataset, .batch_size, ... of the wrapped loader
+        return getattr(self.loader, name)
