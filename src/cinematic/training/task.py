@@ -118,25 +118,44 @@ class BuildContext:
 
 
 class Task(Protocol):
-    """What the trainer needs to know about one model family."""
+    """What the trainer needs to know about one model family.
+
+    What the trainer guarantees in return:
+
+    - every batch arrives on the training device (`BuildContext.device`): the micro-batches of
+      `training_step` and the batches `validate` iterates (tensors inside dicts, lists, tuples and
+      dataclasses are moved);
+    - `training_step` gets the models as they train: wrapped for DDP under torchrun (call them, do not
+      reach into `.module`), in training mode, with gradients on and autocast active;
+    - `validate` and `sample` get the unwrapped models (never a DDP wrapper; under FSDP2 the sharded
+      modules themselves, so every rank runs them), in eval mode, with the EMA weights swapped in for
+      the models that keep an EMA, under `torch.no_grad()` and autocast, and with every random stream
+      (Python, numpy, torch, CUDA) forked: random numbers drawn there never change the training run.
+      The mapping is a fresh dict; the live weights are back when the call returns.
+    """
 
     name: str
-    """"music", "voice", "vocoder", "lyrics"."""
+    """The family's task name: the `task` key of its checkpoints, its default run folder, and what
+    `Config.training_for` / `Config.section_name` look up."""
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built: ...
 
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
-        """Loss of one phase. `scratch` is shared by the phases of one step (a GAN's generated audio)."""
+        """Loss of one phase on one micro-batch (on the device). `scratch` is shared by the phases of
+        one step (a GAN's generated audio). Never call `backward()` or step an optimizer here."""
         ...
 
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
-        """Metrics named "val/<name>"; models are the EMA copies when EMA is on, in eval mode."""
+        """Metrics named "val/<name>" over `loader` (its batches on the device); models unwrapped, EMA
+        weights, eval mode, no_grad, forked RNG (see the class docstring). Every rank runs it; rank 0's
+        numbers are the ones kept."""
         ...
 
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
-        """A few things to look at or listen to; files go under out_dir."""
+        """A few things to look at or listen to; files go under out_dir. Same models and context as
+        `validate`; runs on rank 0 only (on every rank under FSDP, the others into a throwaway folder)."""
         ...
 
     def export_state(self) -> dict[str, Any]:
