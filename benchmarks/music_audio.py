@@ -111,12 +111,12 @@ def bench_training(k: int, n: int, steps: int) -> dict:
 def bench_generation(rvq, k: int, n: int, duration: float, mel_cfg) -> dict:
     from cinematic.configs import Config
     from cinematic.generation.music_audio import AudioMusicGenerator
-    from cinematic.generation.vocode import Vocoder
-    from cinematic.models.hifigan import Generator, generator_config
+    from cinematic.generation.vocode import Vocoder, hifigan_config
+    from cinematic.models.hifigan import Generator
 
     model = make_model(k, n).eval()
     vcfg = Config().vocoder.model_copy(update={"preset": "v2"})
-    vocoder = Vocoder(Generator(generator_config(vcfg, mel_cfg)), mel_cfg)
+    vocoder = Vocoder(Generator(hifigan_config(vcfg, mel_cfg)), mel_cfg)
     labels = {
         "emotion": ["<none>", *"abcdef"],
         "genre": ["<none>", *"abcdefgh"],

@@ -30,8 +30,8 @@ from types import SimpleNamespace
 import torch
 
 from cinematic.configs.model_config import MelConfig, VocoderConfig
-from cinematic.generation.vocode import Vocoder
-from cinematic.models.hifigan import PRESETS, Generator, generator_config, parameter_count
+from cinematic.generation.vocode import Vocoder, hifigan_config
+from cinematic.models.hifigan import PRESETS, Generator, parameter_count
 
 
 def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -85,7 +85,7 @@ def main() -> None:
 
     results = {}
     for preset in args.presets:
-        generator = Generator(generator_config(VocoderConfig(preset=preset), mel_cfg))
+        generator = Generator(hifigan_config(VocoderConfig(preset=preset), mel_cfg))
         params = parameter_count(generator)
         vocoder = Vocoder(generator, mel_cfg)
         fns = {"ours": lambda v=vocoder: v.vocode(mel)}

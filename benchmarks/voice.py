@@ -33,11 +33,12 @@ def _loadavg() -> float | None:
 
 
 def bench_training(cfg, batch: int, phonemes: int, frames: int, steps: int) -> dict:
+    from cinematic.generation.speech import fastspeech_config
     from cinematic.models.fastspeech import FastSpeech2
 
     vcfg = cfg.voice_model
     torch.manual_seed(0)
-    model = FastSpeech2(vcfg, n_symbols=100, n_languages=4).train()
+    model = FastSpeech2(fastspeech_config(vcfg, n_symbols=100, n_languages=4)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
     tokens = torch.randint(2, 100, (batch, phonemes))
     text_lengths = torch.full((batch,), phonemes)
@@ -81,13 +82,14 @@ def bench_training(cfg, batch: int, phonemes: int, frames: int, steps: int) -> d
 
 
 def bench_synthesis(cfg, phonemes: int, repeats: int) -> dict:
-    from cinematic.generation.vocode import Vocoder
+    from cinematic.generation.speech import fastspeech_config
+    from cinematic.generation.vocode import Vocoder, hifigan_config
     from cinematic.models.fastspeech import FastSpeech2
-    from cinematic.models.hifigan import Generator, generator_config
+    from cinematic.models.hifigan import Generator
 
     vcfg = cfg.voice_model
     torch.manual_seed(0)
-    model = FastSpeech2(vcfg, n_symbols=100, n_languages=4).eval()
+    model = FastSpeech2(fastspeech_config(vcfg, n_symbols=100, n_languages=4)).eval()
     tokens = torch.randint(2, 100, (1, phonemes))
     args = (
         tokens,
@@ -99,7 +101,7 @@ def bench_synthesis(cfg, phonemes: int, repeats: int) -> dict:
     results = {}
     for preset in ("v1", "v2"):
         vocoder_cfg = cfg.vocoder.model_copy(update={"preset": preset, "upsample_initial_channel": None})
-        vocoder = Vocoder(Generator(generator_config(vocoder_cfg, vcfg.audio)), vcfg.audio)
+        vocoder = Vocoder(Generator(hifigan_config(vocoder_cfg, vcfg.audio)), vcfg.audio)
         with torch.inference_mode():
             mel = model.infer(*args, durations=durations)["mel"][0].T
             vocoder.vocode(mel)  # warm-up

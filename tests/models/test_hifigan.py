@@ -1,18 +1,20 @@
 """HiFi-GAN model: shapes per preset, config checks, discriminator outputs, weight-norm removal, losses,
-and the fast inference generator's equality to the plain one."""
+and the fast inference generator's equality to the plain one. (The mapping of the `vocoder` config
+section onto `HiFiGANConfig` is tested in tests/generation/test_vocode.py.)"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 from torch import nn
 
-from cinematic.configs.model_config import MelConfig, VocoderConfig
-from cinematic.errors import UserError
+from cinematic.configs.model_config import MelConfig
 from cinematic.models.hifigan import (
     Generator,
+    HiFiGANConfig,
     InferenceGenerator,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
@@ -21,26 +23,25 @@ from cinematic.models.hifigan import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    generator_config,
     parameter_count,
 )
 
 MEL = MelConfig()  # 22.05 kHz, hop 256, 80 mels
 
 
+def preset(name: str, mel: MelConfig = MEL, **overrides) -> HiFiGANConfig:
+    return HiFiGANConfig.from_preset(name, mel.n_mels, mel.hop_length, **overrides)
+
+
 def tiny_generator(**overrides) -> Generator:
     torch.manual_seed(0)
-    return Generator(
-        generator_config(VocoderConfig(preset="v3", upsample_initial_channel=32, **overrides), MEL)
-    )
+    return Generator(preset("v3", upsample_initial_channel=32, **overrides))
 
 
 @pytest.mark.parametrize("preset", ["v1", "v2", "v3"])
 def test_output_length_is_frames_times_hop_for_every_preset(preset):
     # the preset's rates, kernels and MRF blocks with fewer channels: the length does not depend on width
-    generator = Generator(
-        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=64), MEL)
-    ).eval()
+    generator = Generator(HiFiGANConfig.from_preset(preset, 80, 256, upsample_initial_channel=64)).eval()
     with torch.no_grad():
         for frames in (1, 7):
             wav = generator(torch.randn(2, 80, frames))
@@ -50,24 +51,30 @@ def test_output_length_is_frames_times_hop_for_every_preset(preset):
 
 def test_preset_parameter_counts_match_the_paper():
     # Kong et al. 2020, Table 1: V1 13.92M, V2 0.92M, V3 1.46M generator parameters.
-    for preset, millions in (("v1", 13.92), ("v2", 0.92), ("v3", 1.46)):
-        count = parameter_count(Generator(generator_config(VocoderConfig(preset=preset), MEL))) / 1e6
-        assert abs(count - millions) / millions < 0.01, (preset, count)
+    for name, millions in (("v1", 13.92), ("v2", 0.92), ("v3", 1.46)):
+        count = parameter_count(Generator(preset(name))) / 1e6
+        assert abs(count - millions) / millions < 0.01, (name, count)
 
 
 def test_upsample_rates_that_do_not_multiply_to_the_hop_are_a_clear_error():
-    with pytest.raises(UserError, match=r"multiply to 128.*hop_length is 256"):
-        generator_config(VocoderConfig(upsample_rates=[8, 8, 2], upsample_kernel_sizes=[16, 16, 4]), MEL)
+    with pytest.raises(ValueError, match=r"multiply to 128.*hop_length is 256"):
+        preset("v1", upsample_rates=[8, 8, 2], upsample_kernel_sizes=[16, 16, 4])
 
 
 def test_kernel_that_cannot_give_exact_length_is_rejected():
-    with pytest.raises(UserError, match="even number"):
-        generator_config(VocoderConfig(upsample_kernel_sizes=[16, 16, 4, 5]), MEL)
+    with pytest.raises(ValueError, match="even number"):
+        preset("v1", upsample_kernel_sizes=[16, 16, 4, 5])
+
+
+def test_config_from_a_checkpoint_dict_equals_the_resolved_one():
+    cfg = preset("v3", upsample_initial_channel=32, mpd_periods=[2, 3], discriminator_width=0.5)
+    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}  # plain lists
+    assert HiFiGANConfig(**stored) == cfg and cfg.mpd_periods == (2, 3) and cfg.hop_length == 256
 
 
 def test_preset_adapts_its_rates_to_another_hop():
     music = MelConfig(sample_rate=44100, n_fft=2048, hop_length=512, win_length=2048, n_mels=128, fmax=None)
-    cfg = generator_config(VocoderConfig(preset="v1", upsample_initial_channel=32), music)
+    cfg = preset("v1", music, upsample_initial_channel=32)
     assert cfg.upsample_rates == (8, 4, 4, 4) and cfg.upsample_kernel_sizes == (16, 8, 8, 8)
     with torch.no_grad():
         assert Generator(cfg)(torch.randn(1, 128, 3)).shape == (1, 1, 3 * 512)
@@ -130,7 +137,7 @@ def lively_generator(preset: str, channels: int, mel: MelConfig = MEL) -> Genera
     """The preset's layout at `channels` channels with O(1) activations (the authors' N(0, 0.01) init makes
     outputs ~1e-3, where any error would be tiny too) and outputs mostly off tanh's flat ends."""
     generator = Generator(
-        generator_config(VocoderConfig(preset=preset, upsample_initial_channel=channels), mel)
+        HiFiGANConfig.from_preset(preset, mel.n_mels, mel.hop_length, upsample_initial_channel=channels)
     ).remove_weight_norm()
     with torch.no_grad():
         for conv in generator.modules():

@@ -14,10 +14,10 @@ from cinematic.configs import load_config
 from cinematic.configs.model_config import MelConfig, VocoderConfig
 from cinematic.data.audio import mel_spectrogram
 from cinematic.errors import UserError
-from cinematic.generation.vocode import Vocoder
-from cinematic.models.hifigan import Generator, InferenceGenerator, generator_config
-from cinematic.tasks.base import BuildContext
+from cinematic.generation.vocode import Vocoder, hifigan_config
+from cinematic.models.hifigan import Generator, HiFiGANConfig, InferenceGenerator
 from cinematic.tasks.vocoder import MusicVocoderTask, VocoderTask, collate
+from cinematic.training.task import BuildContext
 
 SR = 22050
 
@@ -61,10 +61,10 @@ def trained(tone_dir, tmp_path_factory):
     from cinematic.training.trainer import run_training
 
     root = tmp_path_factory.mktemp("vocoder_runs")
-    straight = run_training("vocoder", tiny_cfg(root / "straight", "training.max_steps=3"), tone_dir)
-    run_training("vocoder", tiny_cfg(root / "resumed", "training.max_steps=1"), tone_dir)
+    straight = run_training(VocoderTask(), tiny_cfg(root / "straight", "training.max_steps=3"), tone_dir)
+    run_training(VocoderTask(), tiny_cfg(root / "resumed", "training.max_steps=1"), tone_dir)
     resumed = run_training(
-        "vocoder", tiny_cfg(root / "resumed", "training.max_steps=3"), tone_dir, resume="auto"
+        VocoderTask(), tiny_cfg(root / "resumed", "training.max_steps=3"), tone_dir, resume="auto"
     )
     return straight, resumed
 
@@ -84,6 +84,10 @@ def test_resume_is_exact_for_generator_discriminators_and_both_optimizers(traine
                 assert torch.equal(a[index][key], b[index][key]), f"{phase} state {index}.{key}"
     state = straight["task_state"]
     assert MelConfig.model_validate(state["mel_config"]) == load_config("tiny").voice_model.audio
+    # the resolved model settings travel with the weights (the tiny preset: V3 at 32 channels)
+    assert HiFiGANConfig(**state["model_config"]) == hifigan_config(
+        load_config("tiny").vocoder, MelConfig.model_validate(state["mel_config"])
+    )
 
 
 def test_load_gives_the_vocoder_and_copy_synthesis_has_the_right_length(trained, tone_dir):
@@ -127,13 +131,13 @@ def test_gan_steps_on_one_fixed_clip_halve_the_mel_l1():
     task = VocoderTask()
     cfg = load_config("tiny")
     task.mel_cfg = cfg.voice_model.audio
-    gen_cfg = generator_config(cfg.vocoder, task.mel_cfg)
+    model_cfg = hifigan_config(cfg.vocoder, task.mel_cfg)
     from cinematic.models.hifigan import MultiPeriodDiscriminator, MultiScaleDiscriminator
 
     models = {
-        "generator": Generator(gen_cfg),
-        "mpd": MultiPeriodDiscriminator(width=cfg.vocoder.discriminator_width),
-        "msd": MultiScaleDiscriminator(width=cfg.vocoder.discriminator_width),
+        "generator": Generator(model_cfg),
+        "mpd": MultiPeriodDiscriminator(model_cfg.mpd_periods, model_cfg.discriminator_width),
+        "msd": MultiScaleDiscriminator(model_cfg.discriminator_width),
     }
     wav = torch.from_numpy(tone(1024 / SR, 220.0))
     batch = collate([{"audio": wav, "mel": mel_spectrogram(wav, task.mel_cfg)}])
@@ -161,7 +165,7 @@ def test_gan_steps_on_one_fixed_clip_halve_the_mel_l1():
 def random_vocoder() -> Vocoder:
     torch.manual_seed(1)
     generator = Generator(
-        generator_config(VocoderConfig(preset="v3", upsample_initial_channel=32), MelConfig())
+        hifigan_config(VocoderConfig(preset="v3", upsample_initial_channel=32), MelConfig())
     )
     return Vocoder(generator, MelConfig())
 
@@ -237,7 +241,7 @@ def test_music_vocoder_uses_the_music_mel_front_end():
     cfg = load_config("tiny")
     task = MusicVocoderTask()
     assert task.name == "vocoder_music" and task.mel_config(cfg) == cfg.music_model.audio
-    gen = generator_config(cfg.vocoder, task.mel_config(cfg))
+    gen = hifigan_config(cfg.vocoder, task.mel_config(cfg))
     assert gen.hop_length == cfg.music_model.audio.hop_length and gen.n_mels == cfg.music_model.audio.n_mels
 
 

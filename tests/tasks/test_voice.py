@@ -66,6 +66,7 @@ def _subset(demo_data: Path, out: Path, speakers, per_speaker: int) -> Path:
 @pytest.fixture(scope="session")
 def voice_run(demo_data, tmp_path_factory):
     """A tiny acoustic model trained by the real trainer on 2 demo speakers × 6 clips."""
+    from cinematic.tasks.voice import VoiceTask
     from cinematic.training.trainer import run_training
 
     root = tmp_path_factory.mktemp("voice")
@@ -78,7 +79,7 @@ def voice_run(demo_data, tmp_path_factory):
     cfg.voice_model.aligner_binarization_start_steps = 30
     cfg.voice_model.dropout = 0.0
     with torch_threads(1):  # session fixtures start before the module's one_thread fixture
-        result = run_training("voice", cfg, data)
+        result = run_training(VoiceTask(), cfg, data)
     return {
         "result": result,
         "cfg": cfg,
@@ -105,6 +106,40 @@ def test_checkpoint_holds_what_synthesis_needs(voice_run):
     assert state["symbols"][:2] == ["<pad>", "<unk>"] and "ˈ" in state["symbols"]
     assert state["stats"]["pitch_std"] > 0 and set(state["speaker_dvectors"]) == set(SPEAKERS)
     assert int(ckpt["model"]["acoustic"]["num_updates"]) == 60  # binarization switch survives resume
+    # what inference builds the model from, without the config section
+    assert state["model_config"]["n_symbols"] == len(state["symbols"]) and state["model_config"]["embed_dim"] == 64
+    assert MelConfig.model_validate(state["mel_config"]) == MelConfig()
+
+
+def test_checkpoint_without_stored_model_config_loads_from_its_config_section(voice_run, synth):
+    """Checkpoints written before the model settings were stored: the `voice_model` section is read
+    (validated alone: other sections may hold keys this version does not know), with the same result.
+    And a current checkpoint never reads the section: a renamed key there cannot break it."""
+    from cinematic.generation.speech import VoiceSynthesizer
+
+    current = torch.load(voice_run["result"].best_checkpoint, weights_only=True)
+    old = {**current, "task_state": dict(current["task_state"]), "config": dict(current["config"])}
+    del old["task_state"]["model_config"], old["task_state"]["mel_config"]
+    old["config"]["music_model"] = {"a_key_from_another_version": 1}
+    expected = synth.mel("Hello there.", language="en", speaker="en_anna")
+    loaded = VoiceSynthesizer.from_checkpoint(old)
+    assert loaded.model_cfg == synth.model_cfg and loaded.mel_config == synth.mel_config
+    np.testing.assert_array_equal(loaded.mel("Hello there.", language="en", speaker="en_anna"), expected)
+
+    renamed = {**current, "config": {**current["config"], "voice_model": {"embed_dimension": 64}}}
+    assert VoiceSynthesizer.from_checkpoint(renamed).model_cfg == synth.model_cfg
+    # an old checkpoint does need its section
+    old["config"]["voice_model"] = {**current["config"]["voice_model"], "embed_dimension": 64}
+    with pytest.raises(UserError, match="voice_model config section"):
+        VoiceSynthesizer.from_checkpoint(old)
+
+
+def test_other_checkpoints_are_refused_with_a_clear_error(voice_run, tmp_path):
+    from cinematic.generation.speech import VoiceSynthesizer
+
+    vocoder = torch.load(_vocoder_checkpoint(tmp_path / "v.pth", MelConfig()), weights_only=True)
+    with pytest.raises(UserError, match=r"'vocoder' checkpoint, not a voice model's"):
+        VoiceSynthesizer.from_checkpoint(vocoder)
 
 
 def test_training_lowers_validation_mel_loss(voice_run):
@@ -132,9 +167,11 @@ def test_unknown_speaker_and_language_are_user_errors(synth):
 
 def _vocoder_checkpoint(path: Path, mel: MelConfig) -> Path:
     """An (untrained) HiFi-GAN vocoder checkpoint in the vocoder task's layout."""
-    from cinematic.models.hifigan import Generator, GeneratorConfig
+    from dataclasses import asdict
 
-    gen_cfg = GeneratorConfig(
+    from cinematic.models.hifigan import Generator, HiFiGANConfig
+
+    cfg = HiFiGANConfig(
         n_mels=mel.n_mels,
         upsample_rates=(8, 8, 4),
         upsample_kernel_sizes=(16, 16, 8),
@@ -143,20 +180,14 @@ def _vocoder_checkpoint(path: Path, mel: MelConfig) -> Path:
         resblock_kernel_sizes=(3,),
         resblock_dilation_sizes=((1, 3),),
     )
-    gen = {
-        k: [list(x) for x in v]
-        if k == "resblock_dilation_sizes"
-        else (list(v) if isinstance(v, tuple) else v)
-        for k, v in gen_cfg.__dict__.items()
-    }
     torch.save(
         {
             "format_version": 1,
             "task": "vocoder",
             "config": {},
-            "model": {"generator": Generator(gen_cfg).state_dict()},
+            "model": {"generator": Generator(cfg).state_dict()},
             "ema": {},
-            "task_state": {"mel_config": mel.model_dump(), "generator_config": gen},
+            "task_state": {"mel_config": mel.model_dump(), "model_config": asdict(cfg)},
         },
         path,
     )
@@ -235,12 +266,12 @@ def _heldout_mel_loss(synth, clip_dir: Path, state: dict) -> float:
     """Teacher-forced mel L1 (decoder + postnet) of `synth`'s model on the clips of `clip_dir`, each
     as the speaker named by the folder (row 0, zero-shot from the clip's d-vector, when `state` does
     not know it)."""
+    from cinematic.data.voice import FeatureCache, collate
     from cinematic.generation.speech import _reference_items, _voice_dataset
     from cinematic.models.fastspeech import teacher_forced
-    from cinematic.tasks.voice import FeatureCache, collate
 
     items = _reference_items(clip_dir, synth.front, "en", synth.mel_config)
-    cache = FeatureCache(None, synth.mel_config, synth.vcfg.speaker_encoder)
+    cache = FeatureCache(None, synth.mel_config, synth.speaker_encoder())
     dataset = _voice_dataset(items, cache, synth.table, state)
     batch = collate([dataset[i] for i in range(len(dataset))])
     with torch.no_grad():
@@ -261,7 +292,7 @@ def test_adaptation_beats_zero_shot_on_unseen_sentences(synth, voice_run):
     # the speaker's other sentences, never adapted on
     unseen = _copy_clips(heldout, voice_run["root"] / "unseen" / "marcus", None, skip=4)
 
-    fresh = VoiceSynthesizer(synth.checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
+    fresh = VoiceSynthesizer.from_checkpoint(synth.checkpoint, vocoder=GriffinLimVocoder(synth.mel_config))
     zero_shot = _heldout_mel_loss(fresh, unseen, fresh.state)
     checkpoint = adapt(fresh, ref_dir, steps=150)  # adapts `fresh` in place
     assert checkpoint["task_state"]["speakers"][-1] == "marcus"
@@ -285,12 +316,14 @@ def test_evaluate_reports_all_metrics(synth, voice_run):
 
 def test_second_build_reuses_feature_cache(voice_run, monkeypatch):
     from cinematic.tasks import voice
-    from cinematic.tasks.base import BuildContext
+    from cinematic.training.task import BuildContext
 
     def boom(*args, **kwargs):
         raise AssertionError("features were recomputed")
 
-    monkeypatch.setattr(voice, "extract_features", boom)
+    import cinematic.data.voice
+
+    monkeypatch.setattr(cinematic.data.voice, "extract_features", boom)
     root = voice_run["root"]
     ctx = BuildContext(run_dir=root / "x", cache_dir=root / "work" / "cache", device=torch.device("cpu"))
     built = voice.VoiceTask().build(voice_run["cfg"], voice_run["data"], ctx)
@@ -309,7 +342,7 @@ def test_recipe_runs_acoustic_then_vocoder_per_stage(monkeypatch, tmp_path):
 
     calls = []
     monkeypatch.setattr(
-        trainer, "run_training", lambda task, cfg, data, resume=None: calls.append((task, resume))
+        trainer, "run_training", lambda task, cfg, data, resume=None: calls.append((task.name, resume))
     )
     cfg = load_config("tiny")
     cfg.training.work_dir = str(tmp_path)
@@ -365,7 +398,7 @@ item []:
 
 
 def test_textgrid_phone_tier_gives_symbols_and_frame_durations(tmp_path):
-    from cinematic.tasks.voice import read_textgrid_phones
+    from cinematic.data.voice import read_textgrid_phones
 
     path = tmp_path / "a.TextGrid"
     path.write_text(TEXTGRID)
@@ -421,6 +454,7 @@ def test_cli_clone_and_evaluate(voice_run, tmp_path, capsys, monkeypatch):
 
 def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run, tmp_path):
     """4 steps straight (features computed) == 2 steps + resume + 2 steps (features cached), bit for bit."""
+    from cinematic.tasks.voice import VoiceTask
     from cinematic.training.trainer import run_training
 
     def cfg(work: str, steps: int):
@@ -431,9 +465,9 @@ def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run
         c.voice_model.aligner_binarization_start_steps = 3
         return c
 
-    straight = run_training("voice", cfg("a", 4), voice_run["data"])
-    run_training("voice", cfg("b", 2), voice_run["data"])
-    resumed = run_training("voice", cfg("b", 4), voice_run["data"], resume="auto")
+    straight = run_training(VoiceTask(), cfg("a", 4), voice_run["data"])
+    run_training(VoiceTask(), cfg("b", 2), voice_run["data"])
+    resumed = run_training(VoiceTask(), cfg("b", 4), voice_run["data"], resume="auto")
     a = torch.load(straight.last_checkpoint, weights_only=True)["model"]["acoustic"]
     b = torch.load(resumed.last_checkpoint, weights_only=True)["model"]["acoustic"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -442,7 +476,7 @@ def test_resume_is_exact_and_init_does_not_depend_on_the_feature_cache(voice_run
     checkpoint = torch.load(resumed.run_dir / "checkpoints" / "step_2.pth", weights_only=True)
     checkpoint["model"]["acoustic"]["encoder.0.ffn.conv1.weight"] += 0.01
     torch.save(checkpoint, tmp_path / "nudged.pth")
-    nudged = run_training("voice", cfg("c", 4), voice_run["data"], resume=str(tmp_path / "nudged.pth"))
+    nudged = run_training(VoiceTask(), cfg("c", 4), voice_run["data"], resume=str(tmp_path / "nudged.pth"))
     c = torch.load(nudged.last_checkpoint, weights_only=True)["model"]["acoustic"]
     assert not torch.equal(a["encoder.0.ffn.conv1.weight"], c["encoder.0.ffn.conv1.weight"])
 

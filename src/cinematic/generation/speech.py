@@ -3,6 +3,10 @@ new voice (`cinematic clone`) and objective evaluation (`cinematic evaluate voic
 
     voice = cinematic.load("work_dir/voice/checkpoints/best.pth", vocoder="work_dir/vocoder/checkpoints/best.pth")
     wav = voice.synthesize("Bonjour à tous.", language="fr", reference="me.wav")   # float32 at voice.sample_rate
+
+The acoustic model is built from the `FastSpeech2Config` and mel front end stored in the checkpoint's task
+state ("model_config", "mel_config"); checkpoints written before those were stored are read through their
+`voice_model` config section (validated alone, with `VoiceModelConfig`).
 """
 
 from __future__ import annotations
@@ -11,28 +15,80 @@ import argparse
 import json
 import logging
 import math
+import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from cinematic.configs import config_from_dict
-from cinematic.configs.model_config import MelConfig
+from cinematic.checkpoint_io import inference_weights, read_checkpoint
+from cinematic.configs.model_config import MelConfig, VoiceModelConfig
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
 from cinematic.errors import UserError
+from cinematic.generation.vocode import Vocoder
+from cinematic.models.fastspeech import FastSpeech2, FastSpeech2Config, VarianceStats
+from cinematic.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
 
+# ---------------------------------------------------------------------------------------------- the model
+
+
+def fastspeech_config(section: VoiceModelConfig, n_symbols: int, n_languages: int) -> FastSpeech2Config:
+    """The model settings of a `voice_model` config section, for a symbol table and language list."""
+    return FastSpeech2Config(
+        n_symbols=n_symbols,
+        n_languages=n_languages,
+        n_mels=section.audio.n_mels,
+        num_speakers=section.num_speakers,
+        embed_dim=section.embed_dim,
+        num_heads=section.num_heads,
+        encoder_num_layers=section.encoder_num_layers,
+        decoder_num_layers=section.decoder_num_layers,
+        conv_filter_size=section.conv_filter_size,
+        conv_kernel_sizes=section.conv_kernel_sizes,
+        dropout=section.dropout,
+        variance_filter_size=section.variance_filter_size,
+        variance_kernel_size=section.variance_kernel_size,
+        variance_dropout=section.variance_dropout,
+        n_bins=section.n_bins,
+        postnet_layers=section.postnet_layers,
+        speaker_encoder=section.speaker_encoder,
+    )
+
+
+def build_model(model_cfg: FastSpeech2Config, state: dict[str, Any]) -> FastSpeech2:
+    """A FastSpeech 2 with a voice task state's pitch/energy/duration statistics."""
+    return FastSpeech2(model_cfg, VarianceStats(**state["stats"]))
+
+
+def checkpoint_model_config(checkpoint: dict[str, Any]) -> tuple[FastSpeech2Config, MelConfig]:
+    """The model settings and mel front end a voice checkpoint was trained with: stored in its task
+    state, or (checkpoints written before they were) derived from its `voice_model` config section."""
+    state = checkpoint["task_state"]
+    if "model_config" in state and "mel_config" in state:
+        return FastSpeech2Config(**state["model_config"]), MelConfig.model_validate(state["mel_config"])
+    raw = (checkpoint.get("config") or {}).get("voice_model")
+    if raw is None:
+        raise UserError("the voice checkpoint holds neither model settings nor a voice_model config section")
+    try:
+        section = VoiceModelConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(f"the voice checkpoint's voice_model config section is not readable: {err}") from None
+    return fastspeech_config(section, len(state["symbols"]), len(state["languages"])), section.audio
+
+
 def _vocoder_from(spec: Any, device: str | torch.device) -> Any:
-    """A vocoder object (`.mel_config`, `.check_mel_config`, `.vocode`) from a checkpoint path or an object."""
+    """A vocoder object (`.mel_config`, `.check_mel_config`, `.vocode`): given, or from a checkpoint
+    (a path or a dict)."""
     if spec is None or hasattr(spec, "vocode"):
         return spec
-    from cinematic.api import load
-
-    return load(spec, device=device)
+    return Vocoder.from_checkpoint(spec, device=device)
 
 
 SENTENCE_PAUSE_S = 0.2
@@ -63,20 +119,26 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
 
 
 class VoiceSynthesizer:
-    """What `cinematic.load` returns for a voice checkpoint."""
+    """What `cinematic.load` returns for a voice checkpoint (`VoiceSynthesizer.from_checkpoint`)."""
 
-    def __init__(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", vocoder: Any = None):
-        from cinematic.tasks.voice import build_model
-        from cinematic.training.checkpointing import model_state_dict
-
-        self.checkpoint = checkpoint
-        self.config = config_from_dict(checkpoint["config"], source="checkpoint config")
-        self.vcfg = self.config.voice_model
-        self.state = checkpoint["task_state"]
+    def __init__(
+        self,
+        model: FastSpeech2,
+        state: dict[str, Any],
+        mel_config: MelConfig,
+        device: str | torch.device = "cpu",
+        vocoder: Any = None,
+        checkpoint: dict[str, Any] | None = None,
+    ):
+        """`model`: the acoustic model; `state`: the voice task's exported state (vocabularies, speakers,
+        statistics); `vocoder`: an object with `vocode` or a vocoder checkpoint (default: the one the
+        state records); `checkpoint`: where it came from (`adapt` copies its step and config)."""
+        self.checkpoint = checkpoint or {}
+        self.state = state
+        self.model_cfg: FastSpeech2Config = model.cfg
+        self._mel_config = mel_config
         self.device = torch.device(device)
-        self.model = build_model(self.vcfg, self.state)
-        self.model.load_state_dict(model_state_dict(checkpoint, "acoustic"))
-        self.model.to(self.device).eval()
+        self.model = model.to(self.device).eval()
         self.front = TextFrontEnd(self.state["front_end"])
         if self.front.mode != self.state["front_end"]:
             log.warning(
@@ -86,16 +148,42 @@ class VoiceSynthesizer:
         self.table = SymbolTable.from_state(self.state["symbols"])
         self._vocoder_spec = vocoder if vocoder is not None else self.state.get("vocoder_checkpoint")
         self._vocoder: Any = None
+        self._speaker_encoder: Any = None
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | dict[str, Any],
+        device: str | torch.device = "cpu",
+        vocoder: Any = None,
+        checkpoint_path: str | Path | None = None,
+    ) -> VoiceSynthesizer:
+        """A ready synthesizer from a voice checkpoint (a dict, or a path to read): the acoustic model's
+        EMA weights when the run kept them. `vocoder`: a vocoder checkpoint (path or dict) or object;
+        default: the vocoder checkpoint the voice recipe recorded in it. `checkpoint_path`: where a
+        given dict was read from (for messages)."""
+        source = str(checkpoint if isinstance(checkpoint, str | Path) else checkpoint_path or "checkpoint")
+        ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+        state = ckpt.get("task_state") or {}
+        if "acoustic" not in (ckpt.get("model") or {}) or not {"symbols", "stats", "speakers"} <= set(state):
+            raise UserError(
+                f"{source} is a {ckpt.get('task')!r} checkpoint, not a voice model's (it has no FastSpeech 2 "
+                "acoustic model and symbol table); pass a checkpoint of `cinematic train voice`"
+            )
+        model_cfg, mel_config = checkpoint_model_config(ckpt)
+        model = build_model(model_cfg, state)
+        model.load_state_dict(inference_weights(ckpt, "acoustic"))
+        return cls(model, state, mel_config, device=device, vocoder=vocoder, checkpoint=ckpt)
 
     # ------------------------------------------------------------------------------------------ properties
 
     @property
     def mel_config(self) -> MelConfig:
-        return self.vcfg.audio
+        return self._mel_config
 
     @property
     def sample_rate(self) -> int:
-        return self.vcfg.audio.sample_rate
+        return self._mel_config.sample_rate
 
     @property
     def speakers(self) -> list[str]:
@@ -132,6 +220,16 @@ class VoiceSynthesizer:
             )
         return self.state["speakers"].index(speaker) + 1
 
+    def speaker_encoder(self) -> Any:
+        """The GE2E speaker encoder the model's d-vectors come from (None: the model uses none)."""
+        if not self.model_cfg.speaker_encoder:
+            return None
+        if self._speaker_encoder is None:
+            from cinematic.models.speaker_encoder import SpeakerEncoder
+
+            self._speaker_encoder = SpeakerEncoder()
+        return self._speaker_encoder
+
     def reference_dvector(
         self, reference: str | Path | np.ndarray, sample_rate: int | None = None
     ) -> np.ndarray:
@@ -147,7 +245,7 @@ class VoiceSynthesizer:
             raise UserError(
                 f"reference clip {reference if isinstance(reference, (str, Path)) else ''} is silent"
             )
-        return SpeakerEncoder().embed(wav, sr)
+        return (self.speaker_encoder() or SpeakerEncoder()).embed(wav, sr)
 
     def conditioning(
         self, speaker: str | None = None, reference: Any = None
@@ -160,7 +258,7 @@ class VoiceSynthesizer:
             vector = self.state.get("speaker_dvectors", {}).get(speaker)
             row = self._speaker_row(speaker)
             return row, (vector.numpy() if isinstance(vector, torch.Tensor) else vector)
-        if not self.vcfg.speaker_encoder:
+        if not self.model_cfg.speaker_encoder:
             raise UserError(
                 "this model was trained without a speaker encoder (voice_model.speaker_encoder: "
                 "false), so it cannot clone from a reference; use --speaker or `cinematic clone`"
@@ -256,12 +354,11 @@ class VoiceSynthesizer:
 def _voice_dataset(items: list[Any], cache: Any, table: SymbolTable, state: dict[str, Any]) -> Any:
     """A `VoiceDataset` over `items` with the speaker rows and languages of a voice task state; a speaker the
     state does not know takes row 0 ("no table entry", the zero-shot row)."""
-    from cinematic.models.fastspeech import VarianceStats
-    from cinematic.tasks.voice import VoiceDataset
+    from cinematic.data.voice import VoiceDataset
 
     speakers = {it.speaker: 0 for it in items} | {n: i for i, n in enumerate(state["speakers"], start=1)}
     languages = {n: i for i, n in enumerate(state["languages"])}
-    return VoiceDataset(items, cache, table, speakers, languages, VarianceStats(**state["stats"]))
+    return VoiceDataset(items, cache, table, speakers, languages, state["stats"])
 
 
 def _reference_items(
@@ -269,7 +366,7 @@ def _reference_items(
 ) -> list[Any]:
     from cinematic.data.audio import AUDIO_SUFFIXES
     from cinematic.data.dataset import read_text
-    from cinematic.tasks.voice import VoiceItem
+    from cinematic.data.voice import VoiceItem
 
     if not reference_dir.is_dir():
         raise UserError(f"reference folder not found: {reference_dir}")
@@ -304,8 +401,8 @@ def adapt(
     begins at the zero-shot clone and improves on it. `synth` itself is adapted in place (its model and
     state then know the new speaker)."""
     from cinematic.data.dataset import read_json_labels
+    from cinematic.data.voice import FeatureCache, collate
     from cinematic.models.fastspeech import teacher_forced
-    from cinematic.tasks.voice import FeatureCache, collate
 
     reference_dir = Path(reference_dir)
     name = speaker_name or reference_dir.name
@@ -315,9 +412,9 @@ def adapt(
     }
     if name in state["speakers"]:
         raise UserError(f"speaker {name!r} is already in the model; choose another --speaker_name")
-    if len(state["speakers"]) >= synth.vcfg.num_speakers:
+    if len(state["speakers"]) >= synth.model_cfg.num_speakers:
         raise UserError(
-            f"the model's speaker table is full ({synth.vcfg.num_speakers}); train with a larger "
+            f"the model's speaker table is full ({synth.model_cfg.num_speakers}); train with a larger "
             "voice_model.num_speakers"
         )
     language = (
@@ -326,7 +423,7 @@ def adapt(
         or state.get("trained_languages", state["languages"])[0]
     )
     items = _reference_items(reference_dir, synth.front, language, synth.mel_config)
-    cache = FeatureCache(None, synth.mel_config, synth.vcfg.speaker_encoder)
+    cache = FeatureCache(None, synth.mel_config, synth.speaker_encoder())
     feats = [cache.get(it.audio_path) for it in items]
     items = [it for it, f in zip(items, feats, strict=True) if len(f.mel) >= len(it.symbols)]
     if not items:
@@ -365,12 +462,15 @@ def adapt(
         optimizer.step()
     for p in model.parameters():
         p.requires_grad_(True)
+    # self-contained: the adapted checkpoint carries its model settings whatever the original held
+    state["model_config"] = asdict(synth.model_cfg)
+    state["mel_config"] = synth.mel_config.model_dump()
     synth.state = state
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "format_version": synth.checkpoint.get("format_version", 1),
         "task": "voice",
-        "config": synth.checkpoint["config"],
+        "config": synth.checkpoint.get("config", {}),
         "data_dir": synth.checkpoint.get("data_dir"),
         "model": {"acoustic": weights},
         "ema": {},
@@ -415,8 +515,8 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
     clip of that speaker. Duration error compares predicted per-symbol durations with the clip's (its
     TextGrid's when it has one, else the aligner's on the real clip)."""
     from cinematic.data.audio import mel_spectrogram, pitch_praat
+    from cinematic.data.voice import FeatureCache, collate, load_clip, read_items
     from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
-    from cinematic.tasks.voice import FeatureCache, collate, load_clip, read_items
 
     mel_cfg = synth.mel_config
     items = read_items(Path(data_dir), synth.front, mel_cfg, synth.state["languages"][0])
@@ -426,7 +526,7 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
             f"{data_dir}: no utterances in a language this model knows ({', '.join(synth.languages)})"
         )
     encoder = SpeakerEncoder()
-    cache = FeatureCache(None, mel_cfg, synth.vcfg.speaker_encoder)
+    cache = FeatureCache(None, mel_cfg, encoder if synth.model_cfg.speaker_encoder else None)
     by_speaker: dict[str, list[Path]] = {}
     for it in items:
         by_speaker.setdefault(it.speaker, []).append(it.audio_path)
@@ -510,14 +610,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _load_synth(args: argparse.Namespace) -> VoiceSynthesizer:
-    from cinematic.api import load
-
-    synth = load(
+    return VoiceSynthesizer.from_checkpoint(
         args.checkpoint, device=getattr(args, "device", "cpu"), vocoder=getattr(args, "vocoder", None)
     )
-    if not isinstance(synth, VoiceSynthesizer):
-        raise UserError(f"{args.checkpoint} is not a voice checkpoint (task {getattr(synth, 'task', '?')})")
-    return synth
 
 
 def synthesize_command(args: argparse.Namespace) -> int:
@@ -539,13 +634,13 @@ def synthesize_command(args: argparse.Namespace) -> int:
 
 
 def clone_command(args: argparse.Namespace) -> int:
-    from cinematic.training.checkpointing import atomic_save
-
     synth = _load_synth(args)
     checkpoint = adapt(
         synth, args.reference_dir, speaker_name=args.speaker_name, steps=args.steps, full=args.full
     )
-    atomic_save(checkpoint, Path(args.out))
+    umask = os.umask(0)
+    os.umask(umask)  # the mode a plain open() would give (atomic_write's temporary file is 0600)
+    atomic_write(Path(args.out), lambda handle: torch.save(checkpoint, handle), mode=0o666 & ~umask)
     name = checkpoint["adaptation"]["speaker"]
     print(f"wrote {args.out}: use --checkpoint {args.out} --speaker {name}")
     return 0

@@ -3,7 +3,7 @@
 `Vocoder` is the stable interface the voice model (speech) and the music audio route call::
 
     from cinematic import load
-    vocoder = load("work_dir/vocoder/checkpoints/best.pth")     # or Vocoder.from_checkpoint(path)
+    vocoder = load("work_dir/vocoder/checkpoints/best.pth")     # or Vocoder.from_checkpoint(checkpoint)
     vocoder.check_mel_config(my_model_mel_config)               # UserError naming differing fields
     wav = vocoder.vocode(mel)                                   # (n_mels, T) → (T · hop,) float32 ndarray
     wav = vocoder.vocode(mel, chunk_frames=200)                 # long inputs: seamless chunks
@@ -15,6 +15,11 @@ Weight norm is folded into the weights once at load time, and synthesis runs the
 1.5–1.9× faster on CPU) under `inference_mode`. `vocoder.generator` stays the plain module.
 Chunked synthesis gives each chunk `context_frames` of mel on both sides (the generator's receptive
 field, a safe bound) and keeps only the centre, so the joined chunks equal one-shot synthesis.
+
+A checkpoint is a vocoder's when it holds a "generator" model and a mel config (the speech `vocoder` and
+the music `vocoder_music` tasks write the same layout). The generator is built from the resolved
+`HiFiGANConfig` stored in it (`task_state["model_config"]`; older checkpoints: "generator_config"),
+never from the config section, so renaming a config key cannot break a checkpoint.
 """
 
 from __future__ import annotations
@@ -29,15 +34,57 @@ from typing import Any
 import numpy as np
 import torch
 
-from cinematic.configs.model_config import MelConfig
+from cinematic.checkpoint_io import model_state_dict, read_checkpoint, strip_prefixes
+from cinematic.configs.model_config import MelConfig, VocoderConfig
 from cinematic.errors import UserError
-from cinematic.models.hifigan import Generator, GeneratorConfig
+from cinematic.models.hifigan import PRESETS, Generator, HiFiGANConfig
 
 log = logging.getLogger(__name__)
 
-VOCODER_TASKS = ("vocoder", "vocoder_music")
 SILENCE = float(np.log(1e-5))
 """Log-mel value of digital silence (the mel front end's floor); used to pad batches."""
+
+
+def hifigan_config(section: VocoderConfig, mel: MelConfig) -> HiFiGANConfig:
+    """The model settings a `vocoder` config section gives at a mel front end: its preset, with the
+    generator keys it sets (null keys keep the preset's), and its discriminator settings."""
+    generator_keys = {key: getattr(section, key) for key in PRESETS[section.preset]}
+    try:
+        return HiFiGANConfig.from_preset(
+            section.preset,
+            mel.n_mels,
+            mel.hop_length,
+            **generator_keys,
+            mpd_periods=section.mpd_periods,
+            discriminator_width=section.discriminator_width,
+        )
+    except ValueError as err:
+        raise UserError(f"vocoder config: {err}") from None
+
+
+def is_vocoder_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint holds a HiFi-GAN generator and the mel front end it was trained on."""
+    state = checkpoint.get("task_state") or {}
+    return "generator" in (checkpoint.get("model") or {}) and "mel_config" in state
+
+
+def check_vocoder_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
+    """`UserError` unless `checkpoint` is a vocoder's (`is_vocoder_checkpoint`)."""
+    if not is_vocoder_checkpoint(checkpoint):
+        raise UserError(
+            f"{source} is a {checkpoint.get('task')!r} checkpoint, not a vocoder's (it has no HiFi-GAN "
+            "generator and mel config); pass a checkpoint of `cinematic train vocoder`"
+        )
+
+
+def checkpoint_model_config(checkpoint: dict[str, Any]) -> HiFiGANConfig:
+    """The `HiFiGANConfig` a vocoder checkpoint was trained with (checkpoints written before it was
+    stored hold the resolved generator settings under "generator_config")."""
+    state = checkpoint["task_state"]
+    stored = state.get("model_config") or state.get("generator_config")
+    if stored is None:
+        raise UserError("the vocoder checkpoint holds no generator settings (model_config)")
+    return HiFiGANConfig(**stored)
 
 
 class Vocoder:
@@ -58,24 +105,21 @@ class Vocoder:
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu", use_ema: bool = True
+        cls,
+        checkpoint: str | Path | dict[str, Any],
+        device: str | torch.device = "cpu",
+        use_ema: bool = True,
+        checkpoint_path: str | Path | None = None,
     ) -> Vocoder:
-        """Load a `vocoder` / `vocoder_music` checkpoint (a path or an already-read dict)."""
-        from cinematic.api import read_checkpoint
-
+        """A ready vocoder from a vocoder checkpoint (a dict, or a path to read): the generator's EMA
+        weights when the run kept them (and `use_ema`), built from the stored `HiFiGANConfig`.
+        `checkpoint_path`: where a given dict was read from (for messages)."""
+        source = str(checkpoint if isinstance(checkpoint, str | Path) else checkpoint_path or "checkpoint")
         ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
-        if ckpt.get("task") not in VOCODER_TASKS:
-            raise UserError(f"{ckpt.get('task')!r} checkpoint given where a vocoder checkpoint is needed")
-        state = ckpt["task_state"]
-        gen = dict(state["generator_config"])
-        gen_cfg = GeneratorConfig(
-            **{**gen, "resblock_dilation_sizes": tuple(tuple(d) for d in gen["resblock_dilation_sizes"]),
-               **{k: tuple(gen[k]) for k in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes")}}
-        )  # fmt: skip
-        weights = (ckpt.get("ema") or {}).get("generator") if use_ema else None
-        generator = Generator(gen_cfg)
-        generator.load_state_dict(weights or ckpt["model"]["generator"])
-        return cls(generator, MelConfig.model_validate(state["mel_config"]), device)
+        check_vocoder_checkpoint(ckpt, source)
+        generator = Generator(checkpoint_model_config(ckpt))
+        generator.load_state_dict(strip_prefixes(model_state_dict(ckpt, "generator", prefer_ema=use_ema)))
+        return cls(generator, MelConfig.model_validate(ckpt["task_state"]["mel_config"]), device)
 
     # -------------------------------------------------------------------------------------- properties
 

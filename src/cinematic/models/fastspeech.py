@@ -11,6 +11,17 @@ Choices beyond the paper, and why:
 - Pitch is log-F0 (unvoiced frames interpolated) and energy log frame energy, both z-normalised with the
   data's statistics (stored as buffers), so a pitch shift of s semitones is the constant s·ln2/12/σ and an
   energy scale g is ln(g)/σ in the normalised space.
+- Energy is quantised like pitch: 256 bins spaced evenly in that normalised *log* space, where the paper
+  (§2.3) spaces energy bins evenly in linear energy. Frame energy spans several orders of magnitude and is
+  heavy-tailed, so linear bins spend most of their range on a few loud frames and lump the quiet ones
+  (pauses, onsets, unvoiced consonants) into the lowest bins; in log space the values are close to normal,
+  the z-normalised predictor target and its MSE are well scaled, the bins are used evenly, and a loudness
+  scale g is one additive shift. The price: a checkpoint's energy embedding is not interchangeable with one
+  trained on linear bins (nothing here mixes them).
+- Padded text positions are zeroed before every variance-predictor convolution, and padded frames before
+  every postnet convolution, so a short utterance gets the same durations, pitch, energy and mel alone
+  as padded in a batch (the speaker vector and the pitch/energy embeddings are added at every position,
+  padding included, and a kernel-3 convolution would carry them into the last real positions).
 - The speaker vector is a table embedding (row 0: "no table entry") plus a projection of a GE2E d-vector
   (Wan et al. 2018; resemblyzer's weights). In training the table entry is dropped for a share of the
   batch, so the d-vector path alone must carry the voice: that is what zero-shot cloning uses.
@@ -29,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cinematic.configs.model_config import VoiceModelConfig
 from cinematic.models.aligner import (
     AlignmentEncoder,
     ForwardSumLoss,
@@ -41,6 +51,42 @@ from cinematic.models.layers import Dropout  # nn.Dropout, faster CPU masks for 
 
 DVECTOR_DIM = 256
 """Size of resemblyzer's GE2E d-vectors."""
+
+
+@dataclass
+class FastSpeech2Config:
+    """Model hyperparameters (the voice task fills it from `voice_model` and the data's vocabularies; the
+    checkpoint stores it, so inference never reads the app's config section)."""
+
+    n_symbols: int
+    """Rows of the symbol table (phonemes or characters, with <pad> = 0 and <unk>)."""
+    n_languages: int = 1
+    n_mels: int = 80
+    num_speakers: int = 100
+    """Rows of the speaker table besides row 0 ("no table entry": zero-shot and table dropout)."""
+    embed_dim: int = 256
+    num_heads: int = 2
+    encoder_num_layers: int = 4
+    decoder_num_layers: int = 4
+    conv_filter_size: int = 1024
+    """Width of the FFT block's position-wise convolutions."""
+    conv_kernel_sizes: tuple[int, int] = (9, 1)
+    dropout: float = 0.2
+    variance_filter_size: int = 256
+    variance_kernel_size: int = 3
+    variance_dropout: float = 0.5
+    n_bins: int = 256
+    """Quantization bins of the pitch and energy embeddings."""
+    postnet_layers: int = 5
+    speaker_encoder: bool = True
+    """Project a GE2E d-vector into the speaker vector (zero-shot cloning from a reference clip)."""
+
+    def __post_init__(self) -> None:
+        self.conv_kernel_sizes = tuple(int(k) for k in self.conv_kernel_sizes)  # type: ignore[assignment]
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
 
 
 @dataclass
@@ -127,7 +173,7 @@ class ConvFeedForward(nn.Module):
 class FFTBlock(nn.Module):
     """Feed-forward Transformer block (FastSpeech §3.1): self-attention and conv FFN, post-norm residuals."""
 
-    def __init__(self, cfg: VoiceModelConfig, cond_dim: int | None = None):
+    def __init__(self, cfg: FastSpeech2Config, cond_dim: int | None = None):
         super().__init__()
         dim = cfg.embed_dim
         self.attention = nn.MultiheadAttention(dim, cfg.num_heads, dropout=cfg.dropout, batch_first=True)
@@ -154,7 +200,7 @@ class FFTBlock(nn.Module):
 class VariancePredictor(nn.Module):
     """Duration / pitch / energy predictor (§2.3): 2 × (conv1d, ReLU, layer norm, dropout), then a linear."""
 
-    def __init__(self, cfg: VoiceModelConfig):
+    def __init__(self, cfg: FastSpeech2Config):
         super().__init__()
         dims = [cfg.embed_dim, cfg.variance_filter_size]
         self.convs = nn.ModuleList(
@@ -171,7 +217,9 @@ class VariancePredictor(nn.Module):
         self.out = nn.Linear(cfg.variance_filter_size, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, D) → (B, T)
+        pad = mask.unsqueeze(-1)
         for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = x.masked_fill(pad, 0.0)  # padding must look like the convolution's own zero padding
             x = self.dropout(norm(F.relu(conv(x.transpose(1, 2)).transpose(1, 2))))
         return self.out(x).squeeze(-1).masked_fill(mask, 0.0)
 
@@ -193,10 +241,11 @@ class PostNet(nn.Module):
         if blocks:
             nn.init.zeros_(blocks[-1][1].weight)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, T, n_mels)
+    def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, n_mels), (B, T)
+        keep = (~mask).unsqueeze(1).to(mel.dtype)  # (B, 1, T)
         x = mel.transpose(1, 2)
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x * keep)  # batch norm's shift makes padded frames non-zero again
             x = self.dropout(torch.tanh(x) if i < len(self.blocks) - 1 else x)
         return x.transpose(1, 2)
 
@@ -204,16 +253,14 @@ class PostNet(nn.Module):
 class FastSpeech2(nn.Module):
     """The acoustic model. `forward` trains (teacher-forced with aligner durations); `infer` synthesises."""
 
-    def __init__(
-        self, cfg: VoiceModelConfig, n_symbols: int, n_languages: int, stats: VarianceStats | None = None
-    ):
+    def __init__(self, cfg: FastSpeech2Config, stats: VarianceStats | None = None):
         super().__init__()
         stats = stats or VarianceStats()
-        dim, n_mels = cfg.embed_dim, cfg.audio.n_mels
+        dim, n_mels = cfg.embed_dim, cfg.n_mels
         self.cfg = cfg
         self.n_mels = n_mels
-        self.embedding = nn.Embedding(n_symbols, dim, padding_idx=0)
-        self.language_embedding = nn.Embedding(max(n_languages, 1), dim)
+        self.embedding = nn.Embedding(cfg.n_symbols, dim, padding_idx=0)
+        self.language_embedding = nn.Embedding(max(cfg.n_languages, 1), dim)
         self.encoder = nn.ModuleList(FFTBlock(cfg) for _ in range(cfg.encoder_num_layers))
         # Row 0 is "no table entry" (zero-shot and table dropout); rows 1..num_speakers are speakers.
         self.speaker_embedding = nn.Embedding(cfg.num_speakers + 1, dim)
@@ -230,7 +277,7 @@ class FastSpeech2(nn.Module):
         self.postnet = PostNet(n_mels, 2 * dim, cfg.postnet_layers) if cfg.postnet_layers > 0 else None
         self.forward_sum = ForwardSumLoss()
         # Training steps taken (a buffer, so it is saved and resumed with the weights): the aligner's
-        # binarization loss switches on after voice_model.aligner_binarization_start_steps of them.
+        # binarization loss switches on after a number of them the task chooses.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.set_stats(stats)
 
@@ -279,10 +326,10 @@ class FastSpeech2(nn.Module):
         x = frames + sinusoid_positions(frames.shape[1], frames.shape[-1], frames.device)
         for block in self.decoder:
             x = block(x, mel_mask, speaker)
-        mel = self.mel_linear(x)
-        post = mel + self.postnet(mel) if self.postnet is not None else mel
         keep = (~mel_mask).unsqueeze(-1)
-        return mel * keep, post * keep
+        mel = self.mel_linear(x) * keep  # the linear's bias would fill padded frames
+        post = mel + self.postnet(mel, mel_mask) if self.postnet is not None else mel
+        return mel, post * keep
 
     def _bucket(self, values: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         return torch.bucketize(values.detach().to(bins.dtype).contiguous(), bins)  # bf16 under autocast
@@ -450,7 +497,7 @@ def teacher_forced(
     model: nn.Module, batch: dict[str, torch.Tensor], speakers: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
     """The teacher-forced pass of `model` (a FastSpeech2, or its DDP/FSDP wrapper: it is called, not
-    unwrapped) over a collated voice batch (`cinematic.tasks.voice.collate`): ground-truth pitch and
+    unwrapped) over a collated voice batch (`cinematic.data.voice.collate`): ground-truth pitch and
     energy, TextGrid durations when the batch has them, else the aligner's. `speakers` replaces the
     batch's speaker rows (the task's speaker-table dropout)."""
     return model(

@@ -14,6 +14,8 @@ Losses (§2.4): LSGAN adversarial losses (Eq. 1), feature matching (Eq. 3, L1 be
 feature maps) and mel-spectrogram L1 (Eq. 2); the generator minimises Eq. 6,
 L_adv(G; D) + λ_fm·L_FM + λ_mel·L_mel with λ_fm = 2 and λ_mel = 45.
 
+`HiFiGANConfig` holds every hyperparameter (`HiFiGANConfig.from_preset` resolves a preset for a mel
+front end; the vocoder task maps its `vocoder` config section onto it and stores it in the checkpoint).
 Weight norm is used in training and folded into plain weights for inference (`remove_weight_norm`).
 `Generator.inference()` gives an `InferenceGenerator`: the same function, computed 1.5–1.9× faster on
 CPU (channels-last convolutions, in-place activations); `cinematic.generation.vocode.Vocoder` runs it.
@@ -25,15 +27,13 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
-
-from cinematic.configs.model_config import MelConfig, VocoderConfig
-from cinematic.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,89 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
-    """Fully resolved generator hyperparameters (a preset with the user's overrides applied)."""
+class HiFiGANConfig:
+    """Fully resolved HiFi-GAN hyperparameters: the generator's (a preset with overrides applied, see
+    `from_preset`) and the discriminators'. Vocoder checkpoints store it (`asdict`), and inference builds
+    the generator from it alone."""
 
     n_mels: int
     upsample_rates: tuple[int, ...]
+    """One transposed convolution per rate; their product is the mel hop (samples per frame)."""
     upsample_kernel_sizes: tuple[int, ...]
     upsample_initial_channel: int
+    """Channels after the input convolution; every upsampling stage halves them."""
     resblock: str
+    """"1": ResBlock1 (V1/V2, two convolutions per dilation); "2": ResBlock2 (V3, one)."""
     resblock_kernel_sizes: tuple[int, ...]
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    """Periods of the multi-period discriminator (§2.2)."""
+    discriminator_width: float = 1.0
+    """Channel multiplier of the MPD and MSD (1: the paper's 32…1024 channels)."""
+
+    def __post_init__(self) -> None:
+        # Lists (from a checkpoint or YAML) become tuples: the config is frozen and hashable.
+        fix = object.__setattr__
+        for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes", "mpd_periods"):
+            fix(self, key, tuple(int(v) for v in getattr(self, key)))
+        fix(
+            self,
+            "resblock_dilation_sizes",
+            tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilation_sizes),
+        )
+        fix(self, "resblock", str(self.resblock))
+        rates, kernels = self.upsample_rates, self.upsample_kernel_sizes
+        if len(kernels) != len(rates):
+            raise ValueError(
+                f"upsample_kernel_sizes {list(kernels)} needs one kernel per upsample rate {list(rates)}"
+            )
+        for u, k in zip(rates, kernels):
+            if k < u or (k - u) % 2:
+                raise ValueError(
+                    f"upsample_kernel_sizes: kernel {k} for rate {u} must be >= the rate and differ from it by "
+                    "an even number (the paper uses 2 × rate), so the output has exactly frames × hop samples"
+                )
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes need the same length")
+        if self.upsample_initial_channel % 2 ** len(rates):
+            raise ValueError(
+                f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by "
+                f"2^{len(rates)} (each upsampling stage halves the channels)"
+            )
 
     @property
     def hop_length(self) -> int:
         return math.prod(self.upsample_rates)
+
+    @classmethod
+    def from_preset(cls, preset: str, n_mels: int, hop_length: int, **overrides: Any) -> HiFiGANConfig:
+        """The paper's `preset` ("v1", "v2", "v3") for a mel front end, with the `overrides` that are not
+        None. When the preset's rates do not multiply to `hop_length` and none were given, rates are
+        derived from the hop (`derive_upsample_rates`), with kernels 2 × rate (+ 1 for odd rates)."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown HiFi-GAN preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        given = {key: value for key, value in overrides.items() if value is not None}
+        values = {**PRESETS[preset], **given}
+        rates = list(values["upsample_rates"])
+        if "upsample_rates" not in given and math.prod(rates) != hop_length:
+            derived = derive_upsample_rates(hop_length, len(rates))
+            if "upsample_kernel_sizes" not in given:  # 2 × rate (the paper's), + 1 if odd: even overlap
+                values["upsample_kernel_sizes"] = [2 * u + u % 2 for u in derived]
+            log.info(
+                "HiFi-GAN preset %s upsamples by %d but the mel hop is %d; using upsample_rates=%s "
+                "(set upsample_rates to choose)",
+                preset,
+                math.prod(rates),
+                hop_length,
+                derived,
+            )
+            values["upsample_rates"] = rates = derived
+        if math.prod(rates) != hop_length:
+            raise ValueError(
+                f"upsample_rates {rates} multiply to {math.prod(rates)}, but the mel hop_length is "
+                f"{hop_length}: the generator must upsample each mel frame to exactly one hop of samples"
+            )
+        return cls(n_mels=n_mels, **values)
 
 
 def derive_upsample_rates(hop: int, stages: int) -> list[int]:
@@ -100,60 +169,6 @@ def derive_upsample_rates(hop: int, stages: int) -> list[int]:
     for factor in sorted(primes, reverse=True):  # largest factor onto the smallest stage so far
         rates[rates.index(min(rates))] *= factor
     return sorted(rates, reverse=True)
-
-
-def generator_config(vocoder: VocoderConfig, mel: MelConfig) -> GeneratorConfig:
-    """Fill the preset's values for the keys left null and check them against the mel front end."""
-    preset = PRESETS[vocoder.preset]
-    values = {
-        key: getattr(vocoder, key) if getattr(vocoder, key) is not None else preset[key] for key in preset
-    }
-    rates, kernels = list(values["upsample_rates"]), list(values["upsample_kernel_sizes"])
-    if vocoder.upsample_rates is None and math.prod(rates) != mel.hop_length:
-        derived = derive_upsample_rates(mel.hop_length, len(rates))
-        if vocoder.upsample_kernel_sizes is None:  # 2 × rate (the paper's), + 1 for odd rates: even overlap
-            kernels = [2 * u + u % 2 for u in derived]
-        log.info(
-            "vocoder: preset %s upsamples by %d but the mel hop is %d; using upsample_rates=%s "
-            "(set vocoder.upsample_rates to choose)",
-            vocoder.preset,
-            math.prod(rates),
-            mel.hop_length,
-            derived,
-        )
-        rates = derived
-    if math.prod(rates) != mel.hop_length:
-        raise UserError(
-            f"vocoder.upsample_rates {rates} multiply to {math.prod(rates)}, but the mel hop_length is "
-            f"{mel.hop_length}: the generator must upsample each mel frame to exactly one hop of samples"
-        )
-    if len(kernels) != len(rates):
-        raise UserError(f"vocoder.upsample_kernel_sizes {kernels} needs one kernel per upsample rate {rates}")
-    for u, k in zip(rates, kernels):
-        if k < u or (k - u) % 2:
-            raise UserError(
-                f"vocoder.upsample_kernel_sizes: kernel {k} for rate {u} must be >= the rate and differ from it "
-                "by an even number (the paper uses 2 × rate), so the output has exactly frames × hop samples"
-            )
-    if len(values["resblock_kernel_sizes"]) != len(values["resblock_dilation_sizes"]):
-        raise UserError(
-            "vocoder.resblock_kernel_sizes and vocoder.resblock_dilation_sizes need the same length"
-        )
-    channels = values["upsample_initial_channel"]
-    if channels % 2 ** len(rates):
-        raise UserError(
-            f"vocoder.upsample_initial_channel ({channels}) must be divisible by 2^{len(rates)} "
-            "(each upsampling stage halves the channels)"
-        )
-    return GeneratorConfig(
-        n_mels=mel.n_mels,
-        upsample_rates=tuple(rates),
-        upsample_kernel_sizes=tuple(kernels),
-        upsample_initial_channel=channels,
-        resblock=str(values["resblock"]),
-        resblock_kernel_sizes=tuple(values["resblock_kernel_sizes"]),
-        resblock_dilation_sizes=tuple(tuple(d) for d in values["resblock_dilation_sizes"]),
-    )
 
 
 def _same_padding(kernel: int, dilation: int = 1) -> int:
@@ -250,7 +265,7 @@ class MRF(nn.Module):
 class Generator(nn.Module):
     """Log-mel (B, n_mels, T) → waveform (B, 1, T · hop) in [-1, 1]."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: HiFiGANConfig):
         super().__init__()
         self.cfg = cfg
         ch = cfg.upsample_initial_channel

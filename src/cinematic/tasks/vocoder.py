@@ -9,6 +9,10 @@ for validation. With `vocoder.mel_dir` the input mels come from the acoustic mod
 Training is the paper's Algorithm: two phases per step on the shared trainer — the discriminators
 (MPD + MSD) on real vs. detached generated audio, then the generator on adversarial + feature
 matching + mel L1 — with the generated audio carried from one phase to the next in `scratch`.
+
+The checkpoint's task state holds the mel front end ("mel_config") and the resolved `HiFiGANConfig`
+("model_config"); inference is `cinematic.generation.vocode.Vocoder.from_checkpoint`. The family records
+(`FAMILIES`, at the end) register both tasks, the loader, the quickstart stage and `cinematic vocode`.
 """
 
 from __future__ import annotations
@@ -28,21 +32,22 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cinematic.configs import Config
-from cinematic.configs.model_config import MelConfig
+from cinematic.configs.model_config import MelConfig, VocoderConfig
 from cinematic.data.audio import AUDIO_SUFFIXES, MelSpectrogram
 from cinematic.errors import UserError
+from cinematic.generation.vocode import Vocoder, check_vocoder_checkpoint, hifigan_config
 from cinematic.models.hifigan import (
     Generator,
-    GeneratorConfig,
+    HiFiGANConfig,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
     discriminate,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
-    generator_config,
 )
-from cinematic.tasks.base import BuildContext, Built, Media, Phase, StepOutput
+from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag
+from cinematic.training.task import BuildContext, Built, Media, Phase, StepOutput
 from cinematic.utils import item_rng
 
 log = logging.getLogger(__name__)
@@ -269,10 +274,6 @@ def _spectrogram_figure(real: np.ndarray, fake: np.ndarray):
 # ------------------------------------------------------------------------------------------------ task
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)  # DDP wraps the model in .module
-
-
 class VocoderTask:
     """HiFi-GAN on the speech `MelConfig` (voice_model.audio unless vocoder.audio is set)."""
 
@@ -281,7 +282,7 @@ class VocoderTask:
     def __init__(self) -> None:
         self._sample_set: VocoderDataset | None = None
         self.mel_cfg: MelConfig | None = None
-        self.gen_cfg: GeneratorConfig | None = None
+        self.model_cfg: HiFiGANConfig | None = None
         self.lambda_mel = 45.0
         self.lambda_fm = 2.0
         self._loss_mels: dict[str, MelSpectrogram] = {}
@@ -295,7 +296,7 @@ class VocoderTask:
         from cinematic.data.balance import stratified_split
 
         self.mel_cfg = self.mel_config(cfg)
-        self.gen_cfg = generator_config(cfg.vocoder, self.mel_cfg)
+        self.model_cfg = hifigan_config(cfg.vocoder, self.mel_cfg)
         if ctx.restored_state and "mel_config" in ctx.restored_state:
             restored = MelConfig.model_validate(ctx.restored_state["mel_config"])
             if restored != self.mel_cfg:
@@ -337,13 +338,13 @@ class VocoderTask:
             len(val) if val else 0,
             self.mel_cfg.sample_rate,
             hop,
-            self.gen_cfg.upsample_rates,
+            self.model_cfg.upsample_rates,
         )
         self._sample_set = val or train
-        width = cfg.vocoder.discriminator_width
+        width = self.model_cfg.discriminator_width
         models = {
-            "generator": Generator(self.gen_cfg),
-            "mpd": MultiPeriodDiscriminator(cfg.vocoder.mpd_periods, width),
+            "generator": Generator(self.model_cfg),
+            "mpd": MultiPeriodDiscriminator(self.model_cfg.mpd_periods, width),
             "msd": MultiScaleDiscriminator(width),
         }
         if cfg.vocoder.init_from and ctx.restored_state is None:
@@ -356,11 +357,10 @@ class VocoderTask:
 
     def _initialize_from(self, path: str, models: dict[str, nn.Module]) -> None:
         """Start from a trained vocoder's weights (generator: its EMA when kept), same MelConfig required."""
-        from cinematic.api import read_checkpoint
+        from cinematic.checkpoint_io import read_checkpoint
 
         ckpt = read_checkpoint(path)
-        if ckpt.get("task") not in ("vocoder", "vocoder_music"):
-            raise UserError(f"vocoder.init_from: {path} is a {ckpt.get('task')!r} checkpoint, not a vocoder")
+        check_vocoder_checkpoint(ckpt, f"vocoder.init_from: {path}")
         source = MelConfig.model_validate(ckpt["task_state"]["mel_config"])
         if source != self.mel_cfg:
             raise UserError(
@@ -441,9 +441,8 @@ class VocoderTask:
         phase: str,
         scratch: dict[str, Any],
     ) -> StepOutput:
-        device = next(models["generator"].parameters()).device
-        mel = batch["mel"].to(device, non_blocking=True)
-        real = batch["audio"].to(device, non_blocking=True).unsqueeze(1)  # (B, 1, S)
+        mel = batch["mel"]
+        real = batch["audio"].unsqueeze(1)  # (B, 1, S)
         num_items = real.numel()
         if phase == "discriminator":
             fake = self._generated(models, mel, scratch).detach()
@@ -477,16 +476,14 @@ class VocoderTask:
 
     # ------------------------------------------------------------------------------------ validation
 
-    @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
         """Mel L1 (full band, as the training loss) and multi-resolution STFT distance per held-out clip."""
         generator = models["generator"]
-        device = next(generator.parameters()).device
         hop = self.mel_cfg.hop_length
         mel_l1, stft, count = 0.0, 0.0, 0
         for batch in loader:
-            fake = generator(batch["mel"].to(device)).squeeze(1).float()  # AMP: STFTs need fp32
-            real = batch["audio"].to(device)
+            fake = generator(batch["mel"]).squeeze(1).float()  # AMP: STFTs need fp32
+            real = batch["audio"]
             for i, frames in enumerate(batch["frames"].tolist()):
                 r, g = real[i, : frames * hop], fake[i, : frames * hop]
                 mel_l1 += F.l1_loss(self._loss_mel(g), self._loss_mel(r)).item()
@@ -496,7 +493,6 @@ class VocoderTask:
             return {}
         return {"val/loss": mel_l1 / count, "val/mel_l1": mel_l1 / count, "val/stft": stft / count}
 
-    @torch.no_grad()
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         """The first validation clip (else a training crop): real and generated audio and mels."""
         dataset = self._sample_set
@@ -504,7 +500,7 @@ class VocoderTask:
             return []
         item = dataset[0]
         generator = models["generator"]
-        device = next(generator.parameters()).device
+        device = next(generator.parameters()).device  # a dataset item, not a batch: still on the CPU
         fake = generator(item["mel"].unsqueeze(0).to(device))[0, 0].float().cpu()
         real = item["audio"]
         sr = self.mel_cfg.sample_rate
@@ -515,20 +511,11 @@ class VocoderTask:
             Media("image", "vocoder/mel_real_vs_generated", figure),
         ]
 
-    # ------------------------------------------------------------------------------------- inference
+    # ------------------------------------------------------------------------------------- state
 
     def export_state(self) -> dict[str, Any]:
-        """The MelConfig (checked by every user of this vocoder) and the resolved generator settings."""
-        gen = asdict(self.gen_cfg)
-        gen = {k: [list(x) for x in v] if k == "resblock_dilation_sizes" else (list(v) if isinstance(v, tuple) else v)
-               for k, v in gen.items()}  # fmt: skip
-        return {"mel_config": self.mel_cfg.model_dump(), "generator_config": gen}
-
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any):
-        """A ready `cinematic.generation.vocode.Vocoder` (EMA weights when the run kept them)."""
-        from cinematic.generation.vocode import Vocoder
-
-        return Vocoder.from_checkpoint(checkpoint, device=device, **kwargs)
+        """The MelConfig (checked by every user of this vocoder) and the resolved model settings."""
+        return {"mel_config": self.mel_cfg.model_dump(), "model_config": asdict(self.model_cfg)}
 
 
 class MusicVocoderTask(VocoderTask):
@@ -553,7 +540,6 @@ def quickstart(qs: Any) -> list[Path]:
     The checkpoint lands in <work_dir>/vocoder/checkpoints/, where the voice stage looks for it."""
     from cinematic.data.audio import load_audio, save_audio
     from cinematic.data.balance import stratified_split
-    from cinematic.generation.vocode import Vocoder
     from cinematic.training.trainer import run_training
 
     cfg = qs.fresh_config()
@@ -563,7 +549,7 @@ def quickstart(qs: Any) -> list[Path]:
     cfg.training.validate_every_steps = cfg.training.checkpoint_every_steps = QUICKSTART_STEPS
     cfg.data.max_val_items = min(cfg.data.max_val_items, 4)
     data_dir = Path(qs.data_root) / "voice"
-    result = run_training("vocoder", cfg, data_dir)
+    result = run_training(VocoderTask(), cfg, data_dir)
     before = (result.metrics_before or {}).get("val/mel_l1", float("nan"))
     qs.report("vocoder", "val/mel_l1", before, result.metrics_after.get("val/mel_l1", float("nan")))
 
@@ -582,3 +568,50 @@ def quickstart(qs: Any) -> list[Path]:
     )
     print(f"  copy-synthesis of {clip.name} (held out) → {out}", flush=True)
     return [out]
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+
+def add_commands(groups: CommandGroups) -> None:
+    """`cinematic vocode`."""
+    v = groups.top.add_parser("vocode", help="mel (or a WAV, for copy-synthesis) to waveform with HiFi-GAN")
+    v.add_argument("--checkpoint", required=True)
+    src = v.add_mutually_exclusive_group(required=True)
+    src.add_argument("--wav")
+    src.add_argument("--mel", help=".npy log-mel array (n_mels, frames)")
+    v.add_argument(
+        "--chunk_frames",
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help="synthesize long inputs in chunks of this many frames",
+    )
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--out", required=True)
+    add_debug_flag(v)
+    v.set_defaults(handler="cinematic.generation.vocode:vocode_command")
+
+
+FAMILIES = [
+    ModelFamily(
+        name="vocoder",
+        task=VocoderTask,
+        config=VocoderConfig,
+        section="vocoder",
+        load=Vocoder.from_checkpoint,
+        quickstart=quickstart,
+        quickstart_title="vocoder (HiFi-GAN, speech)",
+        quickstart_order=10,
+        add_commands=add_commands,
+    ),
+    ModelFamily(
+        name="vocoder_music",
+        task=MusicVocoderTask,
+        config=VocoderConfig,
+        section="vocoder",
+        load=Vocoder.from_checkpoint,
+        trainable=True,
+        data_subdir="music",
+    ),
+]

@@ -1,17 +1,19 @@
 """The voice task: FastSpeech 2 with its built-in aligner (`cinematic.models.fastspeech`) on a voice folder.
 
 Data: `<speaker>/<utt>.wav` + `.txt` (+ optional `speaker.json` with `language`), LJSpeech or VCTK layouts
-(`cinematic.data.dataset.read_voice_dir`). Per utterance the features — log-mel, log-F0 per frame (Praat,
-unvoiced frames interpolated), log energy per frame, the GE2E d-vector — are cached under
-`<work_dir>/cache/voice/`, keyed by the audio's content hash and the feature settings, so a second run
-skips finished work. A Praat/MFA TextGrid beside a clip (`<utt>.TextGrid`, a "phones" tier) gives its symbols
-and durations instead of the phonemizer and the aligner.
+(`cinematic.data.dataset.read_voice_dir`), read and featurised by `cinematic.data.voice` (features cached
+under `<work_dir>/cache/features/`, keyed by the audio's content hash and the feature settings; a
+Praat/MFA TextGrid beside a clip gives its symbols and durations).
 
-State stored in the checkpoint (`export_state`): symbol table, front end, speakers (names → table rows),
-each speaker's mean d-vector, languages, pitch/energy/duration statistics, and the vocoder checkpoint
-trained by the same recipe (so `synthesize` needs no `--vocoder`).
+State stored in the checkpoint (`export_state`): the resolved `FastSpeech2Config` ("model_config") and mel
+front end ("mel_config") inference builds the model from, symbol table, front end, speakers (names →
+table rows), each speaker's mean d-vector, languages, pitch/energy/duration statistics, and the vocoder
+checkpoint trained by the same recipe (so `synthesize` needs no `--vocoder`). Inference is
+`cinematic.generation.speech.VoiceSynthesizer`.
 
-`train_recipe` trains the acoustic model and then the vocoder (`--stage acoustic|vocoder|all`).
+`train_recipe` trains the acoustic model and then the vocoder (`--stage acoustic|vocoder|all`). The family
+record (`FAMILY`, at the end) registers the task, its config section, the loader, the quickstart stage and
+the `synthesize`, `clone` and `evaluate voice` commands.
 """
 
 from __future__ import annotations
@@ -19,246 +21,29 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from cinematic.configs import Config
-from cinematic.configs.model_config import MelConfig, VoiceModelConfig
+from cinematic.configs.model_config import VoiceModelConfig
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
+from cinematic.data.voice import FeatureCache, Features, VoiceDataset, VoiceItem, collate, read_items
 from cinematic.errors import UserError
+from cinematic.generation.speech import VoiceSynthesizer, build_model, fastspeech_config
 from cinematic.models.fastspeech import FastSpeech2, VarianceStats, teacher_forced
-from cinematic.tasks.base import BuildContext, Built, Media, StepOutput
-from cinematic.utils import file_sha1
+from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag
+from cinematic.training.task import BuildContext, Built, Media, StepOutput
 
 log = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1
-"""Bump when the cached features change meaning."""
 SPEAKER_TABLE_DROPOUT = 0.5
 """Share of training items that lose their speaker-table entry, so the d-vector path learns the voice."""
-TRIM_TOP_DB = 40.0
-
-
-# ---------------------------------------------------------------------------------------------- features
-
-
-@dataclass
-class Features:
-    """One utterance's cached acoustic features, all per mel frame (T frames)."""
-
-    mel: np.ndarray
-    """(T, n_mels) log-mel."""
-    log_f0: np.ndarray
-    """(T,) natural log of F0 in Hz, unvoiced frames linearly interpolated (0 everywhere if none voiced)."""
-    voiced: np.ndarray
-    """(T,) bool."""
-    log_energy: np.ndarray
-    """(T,) log of the STFT magnitude's L2 norm per frame."""
-    dvector: np.ndarray
-    """(256,) GE2E d-vector of the clip."""
-
-
-def load_clip(path: Path, mel_cfg: MelConfig) -> np.ndarray:
-    """Audio at the model's rate with leading and trailing silence trimmed (the aligner has no silence
-    token at the edges; trimming keeps them from being glued onto the first and last phonemes)."""
-    import librosa
-
-    from cinematic.data.audio import load_audio
-
-    wav, _ = load_audio(path, sample_rate=mel_cfg.sample_rate)
-    if wav.size == 0 or not np.any(wav):
-        raise UserError(f"{path}: the clip is empty or silent")
-    trimmed, _ = librosa.effects.trim(wav, top_db=TRIM_TOP_DB, frame_length=1024, hop_length=256)
-    return trimmed.astype(np.float32) if trimmed.size >= mel_cfg.hop_length * 4 else wav
-
-
-def interpolate_unvoiced(log_f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-    """Fill unvoiced frames by linear interpolation between voiced neighbours (held flat at the ends)."""
-    if not voiced.any():
-        return np.zeros_like(log_f0)
-    index = np.arange(len(log_f0))
-    return np.interp(index, index[voiced], log_f0[voiced]).astype(np.float32)
-
-
-def extract_features(wav: np.ndarray, mel_cfg: MelConfig, speaker_encoder: Any | None) -> Features:
-    from cinematic.data.audio import frame_energy, mel_spectrogram, pitch_praat
-
-    mel = mel_spectrogram(wav, mel_cfg).T.numpy().astype(np.float32)  # (T, n_mels)
-    frames = mel.shape[0]
-    f0 = pitch_praat(wav, mel_cfg.sample_rate, mel_cfg.hop_length, frames)
-    voiced = f0 > 0
-    log_f0 = interpolate_unvoiced(np.log(np.maximum(f0, 1.0)).astype(np.float32), voiced)
-    energy = frame_energy(wav, mel_cfg)[:frames]
-    log_energy = np.log(np.maximum(energy, 1e-5)).astype(np.float32)
-    dvector = (
-        speaker_encoder.embed(wav, mel_cfg.sample_rate)
-        if speaker_encoder is not None
-        else np.zeros(256, np.float32)
-    )
-    return Features(mel, log_f0, voiced, log_energy, dvector.astype(np.float32))
-
-
-class FeatureCache:
-    """Per-utterance features in the data pipeline's content-addressed cache (`cinematic.data.preprocessing`),
-    under `<cache_dir>/features/`, keyed by sha1(audio bytes) + the feature settings + FEATURE_VERSION.
-    `cache_dir=None` keeps them in memory only (adaptation and evaluation clips)."""
-
-    def __init__(self, cache_dir: Path | None, mel_cfg: MelConfig, with_dvectors: bool):
-        from cinematic.data.preprocessing import FeatureCache as Store
-
-        self.store = Store(cache_dir / "features") if cache_dir is not None else None
-        self.memory: dict[Path, Features] = {}
-        self.mel_cfg = mel_cfg
-        self.extra = {"voice_task": FEATURE_VERSION, "dvectors": with_dvectors, "trim_top_db": TRIM_TOP_DB}
-        self.encoder = None
-        if with_dvectors:
-            from cinematic.models.speaker_encoder import SpeakerEncoder
-
-            self.encoder = SpeakerEncoder()
-
-    def get(self, audio: Path) -> Features:
-        from cinematic.data.preprocessing import feature_key
-
-        if self.store is None:
-            if audio not in self.memory:
-                self.memory[audio] = extract_features(
-                    load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder
-                )
-            return self.memory[audio]
-        key = feature_key(file_sha1(audio), "voice_fastspeech2", self.mel_cfg, self.extra)
-        cached = self.store.load(key)
-        if cached is not None and set(Features.__dataclass_fields__) <= set(cached):
-            return Features(**{k: cached[k] for k in Features.__dataclass_fields__})
-        features = extract_features(load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder)
-        self.store.store(key, asdict(features))
-        return features
-
-
-# ---------------------------------------------------------------------------------------------- TextGrids
-
-
-def read_textgrid_phones(path: Path, mel_cfg: MelConfig) -> tuple[list[str], list[int]] | None:
-    """Symbols and frame durations from a Praat/MFA TextGrid's phone tier (long text format); empty
-    intervals become a pause symbol. None when the file has no phone tier."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    tiers = re.split(r"\n\s*item \[\d+\]:", text)
-    for tier in tiers[1:]:
-        name = re.search(r'name = "([^"]*)"', tier)
-        if not name or "phone" not in name.group(1).lower():
-            continue
-        intervals = re.findall(r'xmin = ([\d.eE+-]+)\s*xmax = ([\d.eE+-]+)\s*text = "([^"]*)"', tier)
-        frames_per_s = mel_cfg.sample_rate / mel_cfg.hop_length
-        symbols, durations = [], []
-        for xmin, xmax, label in intervals:
-            start, end = round(float(xmin) * frames_per_s), round(float(xmax) * frames_per_s)
-            if end <= start:
-                continue
-            symbols.append(label.strip() or " ")
-            durations.append(end - start)
-        return symbols, durations
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- dataset
-
-
-@dataclass
-class VoiceItem:
-    audio_path: Path
-    text: str
-    speaker: str
-    language: str
-    symbols: list[str]
-    durations: list[int] | None = None
-
-
-class VoiceDataset(Dataset):
-    """Utterances as tensors: token ids, normalised frame features, speaker row, language id, d-vector."""
-
-    def __init__(
-        self,
-        items: list[VoiceItem],
-        cache: FeatureCache,
-        table: SymbolTable,
-        speakers: dict[str, int],
-        languages: dict[str, int],
-        stats: VarianceStats,
-    ):
-        self.items, self.cache, self.table = items, cache, table
-        self.speakers, self.languages, self.stats = speakers, languages, stats
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.items[index]
-        feats = self.cache.get(item.audio_path)
-        tokens = self.table.encode(item.symbols, context=str(item.audio_path))
-        mel = feats.mel
-        durations = None
-        if item.durations is not None:
-            durations = torch.tensor(item.durations, dtype=torch.long)
-            total = int(durations.sum())
-            mel = (
-                mel[:total]
-                if total <= len(mel)
-                else np.pad(mel, ((0, total - len(mel)), (0, 0)), mode="edge")
-            )
-        frames = len(mel)
-        s = self.stats
-        pitch = (feats.log_f0[:frames] - s.pitch_mean) / s.pitch_std
-        energy = (feats.log_energy[:frames] - s.energy_mean) / s.energy_std
-        return {
-            "tokens": torch.tensor(tokens, dtype=torch.long),
-            "mel": torch.from_numpy(np.ascontiguousarray(mel)),
-            "pitch": torch.from_numpy(np.pad(pitch, (0, frames - len(pitch))).astype(np.float32)),
-            "energy": torch.from_numpy(np.pad(energy, (0, frames - len(energy))).astype(np.float32)),
-            "speaker": self.speakers[item.speaker],
-            "language": self.languages[item.language],
-            "dvector": torch.from_numpy(feats.dvector),
-            "durations": durations,
-        }
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Pad to the longest text and mel in the batch."""
-    n_text = max(len(i["tokens"]) for i in items)
-    n_mel = max(len(i["mel"]) for i in items)
-    batch_size, n_mels = len(items), items[0]["mel"].shape[1]
-    tokens = torch.zeros(batch_size, n_text, dtype=torch.long)
-    mels = torch.zeros(batch_size, n_mel, n_mels)
-    pitch, energy = torch.zeros(batch_size, n_mel), torch.zeros(batch_size, n_mel)
-    durations = torch.zeros(batch_size, n_text, dtype=torch.long)
-    for b, item in enumerate(items):
-        tokens[b, : len(item["tokens"])] = item["tokens"]
-        mels[b, : len(item["mel"])] = item["mel"]
-        pitch[b, : len(item["pitch"])] = item["pitch"]
-        energy[b, : len(item["energy"])] = item["energy"]
-        if item["durations"] is not None:
-            durations[b, : len(item["durations"])] = item["durations"]
-    batch = {
-        "tokens": tokens,
-        "text_lengths": torch.tensor([len(i["tokens"]) for i in items]),
-        "mels": mels,
-        "mel_lengths": torch.tensor([len(i["mel"]) for i in items]),
-        "pitch": pitch,
-        "energy": energy,
-        "speakers": torch.tensor([i["speaker"] for i in items]),
-        "languages": torch.tensor([i["language"] for i in items]),
-        "dvectors": torch.stack([i["dvector"] for i in items]),
-    }
-    # Known durations are used only when the whole batch has them (TextGrid corpora are all-or-nothing).
-    if all(i["durations"] is not None for i in items):
-        batch["durations"] = durations
-    return batch
 
 
 def compute_stats(features: Sequence[Features], items: Sequence[VoiceItem]) -> VarianceStats:
@@ -286,40 +71,6 @@ def compute_stats(features: Sequence[Features], items: Sequence[VoiceItem]) -> V
     )
 
 
-def read_items(
-    data_dir: Path, front: TextFrontEnd, mel_cfg: MelConfig, default_language: str
-) -> list[VoiceItem]:
-    """Utterances of a voice folder with their symbols (TextGrid phones when one sits beside the clip)."""
-    from cinematic.data.dataset import read_voice_dir
-
-    utterances = read_voice_dir(data_dir)
-    if not utterances:
-        raise UserError(
-            f"no utterances found in {data_dir}: expected <speaker>/<utt>.wav with <utt>.txt beside it "
-            "(or an LJSpeech/VCTK folder)"
-        )
-    languages = [u.language or default_language for u in utterances]
-    symbols = front.batch([u.text for u in utterances], languages)
-    items = []
-    for utt, language, syms in zip(utterances, languages, symbols, strict=True):
-        durations = None
-        grid = utt.audio_path.with_suffix(".TextGrid")
-        if grid.is_file():
-            parsed = read_textgrid_phones(grid, mel_cfg)
-            if parsed:
-                syms, durations = parsed
-        if not syms:
-            log.warning("skipping %s: its transcript has nothing to speak", utt.audio_path)
-            continue
-        items.append(VoiceItem(utt.audio_path, utt.text, utt.speaker, language, list(syms), durations))
-    return items
-
-
-def build_model(cfg: VoiceModelConfig, state: Mapping[str, Any]) -> FastSpeech2:
-    stats = VarianceStats(**state["stats"])
-    return FastSpeech2(cfg, n_symbols=len(state["symbols"]), n_languages=len(state["languages"]), stats=stats)
-
-
 # ---------------------------------------------------------------------------------------------- the task
 
 
@@ -332,6 +83,8 @@ class VoiceTask:
         self.state: dict[str, Any] = {}
         self.cfg: Config | None = None
         self.val_items: list[VoiceItem] = []
+        self.model: FastSpeech2 | None = None
+        """The model `build` made (the trainer may train a DDP/FSDP wrapper of it)."""
 
     # -------------------------------------------------------------------------------------- build
 
@@ -343,7 +96,7 @@ class VoiceTask:
         restored = ctx.restored_state or {}
         front = TextFrontEnd(restored.get("front_end", vcfg.front_end))
         items = read_items(data_dir, front, vcfg.audio, vcfg.languages[0])
-        cache = FeatureCache(ctx.cache_dir, vcfg.audio, vcfg.speaker_encoder)
+        cache = FeatureCache(ctx.cache_dir, vcfg.audio, _speaker_encoder() if vcfg.speaker_encoder else None)
         with ctx.local_main_first() as is_first:
             features = _features_with_progress(cache, items, show=is_first)
         # Every symbol must get at least one frame.
@@ -362,11 +115,14 @@ class VoiceTask:
             [it.speaker for it in items], cfg.data.val_fraction, cfg.training.seed, cfg.data.max_val_items
         )
         self.state = self._make_state(items, features, train_idx, restored, front, vcfg)
-        model = build_model(vcfg, self.state)
+        model_cfg = fastspeech_config(vcfg, len(self.state["symbols"]), len(self.state["languages"]))
+        self.state["model_config"] = asdict(model_cfg)
+        self.state["mel_config"] = vcfg.audio.model_dump()
+        self.model = model = build_model(model_cfg, self.state)
         table = SymbolTable.from_state(self.state["symbols"])
         speakers = {name: row for row, name in enumerate(self.state["speakers"], start=1)}
         languages = {name: i for i, name in enumerate(self.state["languages"])}
-        stats = VarianceStats(**self.state["stats"])
+        stats = self.state["stats"]
         self.val_items = [items[i] for i in val_idx]
         train = VoiceDataset([items[i] for i in train_idx], cache, table, speakers, languages, stats)
         val = VoiceDataset(self.val_items, cache, table, speakers, languages, stats) if val_idx else None
@@ -437,41 +193,41 @@ class VoiceTask:
         return 1.0 if int(model.num_updates) >= cfg.aligner_binarization_start_steps else 0.0
 
     def _forward(
-        self, model: FastSpeech2, batch: dict[str, torch.Tensor], train: bool
+        self, model: nn.Module, core: FastSpeech2, batch: dict[str, torch.Tensor], train: bool
     ) -> dict[str, torch.Tensor]:
+        """Losses of `model` (maybe a DDP/FSDP wrapper: it is called) whose plain module is `core`."""
         assert self.cfg is not None
         speakers = batch["speakers"]
         if train and self.cfg.voice_model.speaker_encoder:
             drop = torch.rand(speakers.shape, device=speakers.device) < SPEAKER_TABLE_DROPOUT
             speakers = speakers.masked_fill(drop, 0)
         out = teacher_forced(model, batch, speakers)
-        weight = self.binarization_weight(model, self.cfg.voice_model)
-        return model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"], weight)
+        weight = self.binarization_weight(core, self.cfg.voice_model)
+        return core.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"], weight)
 
     def training_step(
         self, models: Mapping[str, nn.Module], batch: Any, phase: str, scratch: dict[str, Any]
     ) -> StepOutput:
-        model = models["acoustic"]
-        core = _unwrap(model)
-        losses = self._forward(model, batch, train=True)
-        core.num_updates += 1  # a buffer: saved with the weights, so the binarization switch survives resume
+        assert self.model is not None
+        losses = self._forward(models["acoustic"], self.model, batch, train=True)
+        self.model.num_updates += (
+            1  # a buffer: saved with the weights, so the binarization switch survives resume
+        )
         metrics = {k: v.detach() for k, v in losses.items() if k != "loss"}
         return StepOutput(loss=losses["loss"], metrics=metrics, num_items=batch["mel_lengths"].sum())
 
-    @torch.no_grad()
     def validate(self, models: Mapping[str, nn.Module], loader: Any) -> dict[str, float]:
         model = models["acoustic"]
         totals: dict[str, float] = {}
         count = 0
         for batch in loader:
-            losses = self._forward(model, batch, train=False)
+            losses = self._forward(model, model, batch, train=False)
             n = int(batch["tokens"].shape[0])
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * n
             count += n
         return {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
 
-    @torch.no_grad()
     def sample(self, models: Mapping[str, nn.Module], step: int, out_dir: Path) -> list[Media]:
         if not self.val_items:
             return []
@@ -480,7 +236,7 @@ class VoiceTask:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        model = _unwrap(models["acoustic"])
+        model = models["acoustic"]
         item = self.val_items[0]
         table = SymbolTable.from_state(self.state["symbols"])
         device = next(model.parameters()).device
@@ -497,14 +253,11 @@ class VoiceTask:
     def export_state(self) -> dict[str, Any]:
         return dict(self.state)
 
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-        from cinematic.generation.speech import VoiceSynthesizer
 
-        return VoiceSynthesizer(checkpoint, device=device, **kwargs)
+def _speaker_encoder() -> Any:
+    from cinematic.models.speaker_encoder import SpeakerEncoder
 
-
-def _unwrap(model: nn.Module) -> FastSpeech2:
-    return getattr(model, "module", model)  # type: ignore[return-value]
+    return SpeakerEncoder()
 
 
 def _features_with_progress(cache: FeatureCache, items: list[VoiceItem], show: bool) -> list[Features]:
@@ -521,36 +274,32 @@ def _features_with_progress(cache: FeatureCache, items: list[VoiceItem], show: b
 
 def train_recipe(cfg: Config, data_dir: Path, resume: str | None, args: argparse.Namespace) -> None:
     """`train_voice.py` / `cinematic train voice`: the acoustic model, then the vocoder (`--stage`)."""
+    from cinematic.tasks.vocoder import VocoderTask
     from cinematic.training.trainer import run_training
 
     stage = getattr(args, "stage", "all") or "all"
     work_dir = Path(cfg.training.work_dir)
     voice_ckpts = work_dir / "voice" / "checkpoints"
     if stage in {"acoustic", "all"}:
-        result = run_training("voice", cfg, data_dir, resume=resume)
+        result = run_training(VoiceTask(), cfg, data_dir, resume=resume)
         voice_ckpts = getattr(result, "run_dir", work_dir / "voice") / "checkpoints"
     if stage in {"vocoder", "all"}:
         # A checkpoint path names one run: it resumes that stage only; "auto" resumes each stage.
         vocoder_resume = resume if (stage == "vocoder" or resume == "auto") else None
-        result = run_training("vocoder", cfg, data_dir, resume=vocoder_resume)
+        result = run_training(VocoderTask(), cfg, data_dir, resume=vocoder_resume)
         record_vocoder(voice_ckpts, getattr(result, "run_dir", work_dir / "vocoder") / "checkpoints")
 
 
 def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
-    """Write the vocoder checkpoint's path into the voice checkpoints (atomically), so synthesis finds it."""
-    from cinematic.training.checkpointing import atomic_save
+    """Write the vocoder checkpoint's path (its best, else last) into the voice checkpoints, so synthesis
+    finds it without --vocoder."""
+    from cinematic.checkpoint_io import record_in_checkpoints
 
     vocoder = next(
         (vocoder_ckpt_dir / n for n in ("best.pth", "last.pth") if (vocoder_ckpt_dir / n).is_file()), None
     )
-    if vocoder is None:
-        return
-    for name in ("best.pth", "last.pth"):
-        path = voice_ckpt_dir / name
-        if path.is_file():
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            ckpt.setdefault("task_state", {})["vocoder_checkpoint"] = str(vocoder.resolve())
-            atomic_save(ckpt, path)
+    if vocoder is not None:
+        record_in_checkpoints(voice_ckpt_dir, "vocoder_checkpoint", str(vocoder.resolve()))
 
 
 # ---------------------------------------------------------------------------------------------- quickstart
@@ -573,7 +322,6 @@ def quickstart(qs: Any) -> list[Path]:
     """Train a tiny FastSpeech 2 on the demo voices, report the held-out mel L1 before and after, and write
     `voice.wav` (a demo speaker) and `voice_cloned.wav` (zero-shot from a held-out reference clip) with the
     vocoder the previous stage trained."""
-    from cinematic.api import load
     from cinematic.data.audio import save_audio
     from cinematic.training.trainer import run_training
 
@@ -585,7 +333,7 @@ def quickstart(qs: Any) -> list[Path]:
     cfg.voice_model.aligner_binarization_start_steps = QUICKSTART_STEPS // 2
     cfg.voice_model.training.warmup_steps = 40
     data_dir = Path(qs.data_root) / "voice"
-    result = run_training("voice", cfg, data_dir)
+    result = run_training(VoiceTask(), cfg, data_dir)
     before = (result.metrics_before or {}).get("val/mel_l1", float("nan"))
     qs.report("voice", "val/mel_l1", before, result.metrics_after.get("val/mel_l1", float("nan")))
 
@@ -596,7 +344,7 @@ def quickstart(qs: Any) -> list[Path]:
         return []
     record_vocoder(result.run_dir / "checkpoints", vocoder.parent)
     checkpoint = result.best_checkpoint or result.last_checkpoint
-    synth = load(checkpoint)
+    synth = VoiceSynthesizer.from_checkpoint(checkpoint)
     speaker = synth.speakers[0]
     from cinematic.data.dataset import read_voice_dir
 
@@ -625,3 +373,63 @@ def quickstart(qs: Any) -> list[Path]:
         flush=True,
     )
     return [spoken, cloned]
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def add_commands(groups: CommandGroups) -> None:
+    """`cinematic synthesize`, `cinematic clone` and `cinematic evaluate voice`."""
+    s = groups.top.add_parser("synthesize", help="speak text with a trained voice model")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--vocoder", help="vocoder checkpoint (default: the one recorded in the checkpoint)")
+    s.add_argument("--text", required=True)
+    s.add_argument("--language", default="en")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--speaker", help="a speaker the model was trained or adapted on")
+    who.add_argument("--reference", help="a WAV clip of a voice to clone zero-shot")
+    s.add_argument("--speed", type=float, default=1.0)
+    s.add_argument("--pitch", type=float, default=0.0, help="pitch shift in semitones")
+    s.add_argument("--energy", type=float, default=1.0, help="energy scale")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", required=True)
+    add_debug_flag(s)
+    s.set_defaults(handler="cinematic.generation.speech:synthesize_command")
+
+    c = groups.top.add_parser(
+        "clone", help="adapt a voice model to a new speaker from a few minutes of audio"
+    )
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--reference_dir", "--reference-dir", required=True)
+    c.add_argument(
+        "--speaker_name", "--speaker-name", help="name to use with --speaker (default: folder name)"
+    )
+    c.add_argument("--full", action="store_true", help="fine-tune all weights, not only the speaker parts")
+    c.add_argument("--steps", type=int, default=200)
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--out", required=True)
+    add_debug_flag(c)
+    c.set_defaults(handler="cinematic.generation.speech:clone_command")
+
+    ev = groups.evaluate.add_parser("voice", help="MCD, F0 RMSE, speaker similarity, duration error")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--vocoder")
+    ev.add_argument("--data_dir", "--data-dir", required=True)
+    ev.add_argument("--out", help="write the JSON report here")
+    ev.add_argument("--device", default="cpu")
+    add_debug_flag(ev)
+    ev.set_defaults(handler="cinematic.generation.speech:evaluate_command")
+
+
+FAMILY = ModelFamily(
+    name="voice",
+    task=VoiceTask,
+    config=VoiceModelConfig,
+    section="voice_model",
+    load=VoiceSynthesizer.from_checkpoint,
+    recipe=train_recipe,
+    quickstart=quickstart,
+    quickstart_title="voice (FastSpeech 2 + cloning)",
+    quickstart_order=20,
+    add_commands=add_commands,
+)

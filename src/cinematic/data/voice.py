@@ -1,0 +1,287 @@
+"""Voice data: utterances of a voice folder, their cached acoustic features, and FastSpeech 2 batches.
+
+Used by the voice task (training) and by `cinematic.generation.speech` (adaptation, evaluation).
+
+Per utterance the features — log-mel, log-F0 per frame (Praat, unvoiced frames interpolated), log energy
+per frame, the GE2E d-vector — are cached under `<cache_dir>/features/`, keyed by the audio's content
+hash and the feature settings, so a second run skips finished work. A Praat/MFA TextGrid beside a clip
+(`<utt>.TextGrid`, a "phones" tier) gives its symbols and durations instead of the phonemizer and the
+aligner.
+
+The speaker encoder is passed in (anything with `embed(wav, sample_rate) -> (256,) ndarray`, e.g.
+`cinematic.models.speaker_encoder.SpeakerEncoder`): data never builds models.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cinematic.configs.model_config import MelConfig
+from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
+from cinematic.errors import UserError
+from cinematic.utils import file_sha1
+
+log = logging.getLogger(__name__)
+
+FEATURE_VERSION = 1
+"""Bump when the cached features change meaning."""
+TRIM_TOP_DB = 40.0
+DVECTOR_DIM = 256
+
+
+class SpeakerEmbedder(Protocol):
+    def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------------- features
+
+
+@dataclass
+class Features:
+    """One utterance's cached acoustic features, all per mel frame (T frames)."""
+
+    mel: np.ndarray
+    """(T, n_mels) log-mel."""
+    log_f0: np.ndarray
+    """(T,) natural log of F0 in Hz, unvoiced frames linearly interpolated (0 everywhere if none voiced)."""
+    voiced: np.ndarray
+    """(T,) bool."""
+    log_energy: np.ndarray
+    """(T,) log of the STFT magnitude's L2 norm per frame."""
+    dvector: np.ndarray
+    """(256,) GE2E d-vector of the clip (zeros without a speaker encoder)."""
+
+
+def load_clip(path: Path, mel_cfg: MelConfig) -> np.ndarray:
+    """Audio at the model's rate with leading and trailing silence trimmed (the aligner has no silence
+    token at the edges; trimming keeps them from being glued onto the first and last phonemes)."""
+    import librosa
+
+    from cinematic.data.audio import load_audio
+
+    wav, _ = load_audio(path, sample_rate=mel_cfg.sample_rate)
+    if wav.size == 0 or not np.any(wav):
+        raise UserError(f"{path}: the clip is empty or silent")
+    trimmed, _ = librosa.effects.trim(wav, top_db=TRIM_TOP_DB, frame_length=1024, hop_length=256)
+    return trimmed.astype(np.float32) if trimmed.size >= mel_cfg.hop_length * 4 else wav
+
+
+def interpolate_unvoiced(log_f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """Fill unvoiced frames by linear interpolation between voiced neighbours (held flat at the ends)."""
+    if not voiced.any():
+        return np.zeros_like(log_f0)
+    index = np.arange(len(log_f0))
+    return np.interp(index, index[voiced], log_f0[voiced]).astype(np.float32)
+
+
+def extract_features(
+    wav: np.ndarray, mel_cfg: MelConfig, speaker_encoder: SpeakerEmbedder | None
+) -> Features:
+    from cinematic.data.audio import frame_energy, mel_spectrogram, pitch_praat
+
+    mel = mel_spectrogram(wav, mel_cfg).T.numpy().astype(np.float32)  # (T, n_mels)
+    frames = mel.shape[0]
+    f0 = pitch_praat(wav, mel_cfg.sample_rate, mel_cfg.hop_length, frames)
+    voiced = f0 > 0
+    log_f0 = interpolate_unvoiced(np.log(np.maximum(f0, 1.0)).astype(np.float32), voiced)
+    energy = frame_energy(wav, mel_cfg)[:frames]
+    log_energy = np.log(np.maximum(energy, 1e-5)).astype(np.float32)
+    dvector = (
+        speaker_encoder.embed(wav, mel_cfg.sample_rate)
+        if speaker_encoder is not None
+        else np.zeros(DVECTOR_DIM, np.float32)
+    )
+    return Features(mel, log_f0, voiced, log_energy, dvector.astype(np.float32))
+
+
+class FeatureCache:
+    """Per-utterance features in the data pipeline's content-addressed cache (`cinematic.data.preprocessing`),
+    under `<cache_dir>/features/`, keyed by sha1(audio bytes) + the feature settings + FEATURE_VERSION.
+    `cache_dir=None` keeps them in memory only (adaptation and evaluation clips). Without a
+    `speaker_encoder` the d-vectors are zeros (and cached under another key)."""
+
+    def __init__(self, cache_dir: Path | None, mel_cfg: MelConfig, speaker_encoder: SpeakerEmbedder | None):
+        from cinematic.data.preprocessing import FeatureCache as Store
+
+        self.store = Store(cache_dir / "features") if cache_dir is not None else None
+        self.memory: dict[Path, Features] = {}
+        self.mel_cfg = mel_cfg
+        self.encoder = speaker_encoder
+        with_dvectors = speaker_encoder is not None
+        self.extra = {"voice_task": FEATURE_VERSION, "dvectors": with_dvectors, "trim_top_db": TRIM_TOP_DB}
+
+    def get(self, audio: Path) -> Features:
+        from cinematic.data.preprocessing import feature_key
+
+        if self.store is None:
+            if audio not in self.memory:
+                self.memory[audio] = extract_features(
+                    load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder
+                )
+            return self.memory[audio]
+        key = feature_key(file_sha1(audio), "voice_fastspeech2", self.mel_cfg, self.extra)
+        cached = self.store.load(key)
+        if cached is not None and set(Features.__dataclass_fields__) <= set(cached):
+            return Features(**{k: cached[k] for k in Features.__dataclass_fields__})
+        features = extract_features(load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder)
+        self.store.store(key, asdict(features))
+        return features
+
+
+# ---------------------------------------------------------------------------------------------- TextGrids
+
+
+def read_textgrid_phones(path: Path, mel_cfg: MelConfig) -> tuple[list[str], list[int]] | None:
+    """Symbols and frame durations from a Praat/MFA TextGrid's phone tier (long text format); empty
+    intervals become a pause symbol. None when the file has no phone tier."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    tiers = re.split(r"\n\s*item \[\d+\]:", text)
+    for tier in tiers[1:]:
+        name = re.search(r'name = "([^"]*)"', tier)
+        if not name or "phone" not in name.group(1).lower():
+            continue
+        intervals = re.findall(r'xmin = ([\d.eE+-]+)\s*xmax = ([\d.eE+-]+)\s*text = "([^"]*)"', tier)
+        frames_per_s = mel_cfg.sample_rate / mel_cfg.hop_length
+        symbols, durations = [], []
+        for xmin, xmax, label in intervals:
+            start, end = round(float(xmin) * frames_per_s), round(float(xmax) * frames_per_s)
+            if end <= start:
+                continue
+            symbols.append(label.strip() or " ")
+            durations.append(end - start)
+        return symbols, durations
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class VoiceItem:
+    audio_path: Path
+    text: str
+    speaker: str
+    language: str
+    symbols: list[str]
+    durations: list[int] | None = None
+
+
+class VoiceDataset(Dataset):
+    """Utterances as tensors: token ids, normalised frame features, speaker row, language id, d-vector.
+
+    `stats` holds pitch_mean, pitch_std, energy_mean and energy_std (a voice task state's "stats")."""
+
+    def __init__(
+        self,
+        items: list[VoiceItem],
+        cache: FeatureCache,
+        table: SymbolTable,
+        speakers: dict[str, int],
+        languages: dict[str, int],
+        stats: Mapping[str, float],
+    ):
+        self.items, self.cache, self.table = items, cache, table
+        self.speakers, self.languages, self.stats = speakers, languages, stats
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        feats = self.cache.get(item.audio_path)
+        tokens = self.table.encode(item.symbols, context=str(item.audio_path))
+        mel = feats.mel
+        durations = None
+        if item.durations is not None:
+            durations = torch.tensor(item.durations, dtype=torch.long)
+            total = int(durations.sum())
+            mel = (
+                mel[:total]
+                if total <= len(mel)
+                else np.pad(mel, ((0, total - len(mel)), (0, 0)), mode="edge")
+            )
+        frames = len(mel)
+        s = self.stats
+        pitch = (feats.log_f0[:frames] - s["pitch_mean"]) / s["pitch_std"]
+        energy = (feats.log_energy[:frames] - s["energy_mean"]) / s["energy_std"]
+        return {
+            "tokens": torch.tensor(tokens, dtype=torch.long),
+            "mel": torch.from_numpy(np.ascontiguousarray(mel)),
+            "pitch": torch.from_numpy(np.pad(pitch, (0, frames - len(pitch))).astype(np.float32)),
+            "energy": torch.from_numpy(np.pad(energy, (0, frames - len(energy))).astype(np.float32)),
+            "speaker": self.speakers[item.speaker],
+            "language": self.languages[item.language],
+            "dvector": torch.from_numpy(feats.dvector),
+            "durations": durations,
+        }
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Pad to the longest text and mel in the batch."""
+    n_text = max(len(i["tokens"]) for i in items)
+    n_mel = max(len(i["mel"]) for i in items)
+    batch_size, n_mels = len(items), items[0]["mel"].shape[1]
+    tokens = torch.zeros(batch_size, n_text, dtype=torch.long)
+    mels = torch.zeros(batch_size, n_mel, n_mels)
+    pitch, energy = torch.zeros(batch_size, n_mel), torch.zeros(batch_size, n_mel)
+    durations = torch.zeros(batch_size, n_text, dtype=torch.long)
+    for b, item in enumerate(items):
+        tokens[b, : len(item["tokens"])] = item["tokens"]
+        mels[b, : len(item["mel"])] = item["mel"]
+        pitch[b, : len(item["pitch"])] = item["pitch"]
+        energy[b, : len(item["energy"])] = item["energy"]
+        if item["durations"] is not None:
+            durations[b, : len(item["durations"])] = item["durations"]
+    batch = {
+        "tokens": tokens,
+        "text_lengths": torch.tensor([len(i["tokens"]) for i in items]),
+        "mels": mels,
+        "mel_lengths": torch.tensor([len(i["mel"]) for i in items]),
+        "pitch": pitch,
+        "energy": energy,
+        "speakers": torch.tensor([i["speaker"] for i in items]),
+        "languages": torch.tensor([i["language"] for i in items]),
+        "dvectors": torch.stack([i["dvector"] for i in items]),
+    }
+    # Known durations are used only when the whole batch has them (TextGrid corpora are all-or-nothing).
+    if all(i["durations"] is not None for i in items):
+        batch["durations"] = durations
+    return batch
+
+
+def read_items(
+    data_dir: Path, front: TextFrontEnd, mel_cfg: MelConfig, default_language: str
+) -> list[VoiceItem]:
+    """Utterances of a voice folder with their symbols (TextGrid phones when one sits beside the clip)."""
+    from cinematic.data.dataset import read_voice_dir
+
+    utterances = read_voice_dir(data_dir)
+    if not utterances:
+        raise UserError(
+            f"no utterances found in {data_dir}: expected <speaker>/<utt>.wav with <utt>.txt beside it "
+            "(or an LJSpeech/VCTK folder)"
+        )
+    languages = [u.language or default_language for u in utterances]
+    symbols = front.batch([u.text for u in utterances], languages)
+    items = []
+    for utt, language, syms in zip(utterances, languages, symbols, strict=True):
+        durations = None
+        grid = utt.audio_path.with_suffix(".TextGrid")
+        if grid.is_file():
+            parsed = read_textgrid_phones(grid, mel_cfg)
+            if parsed:
+                syms, durations = parsed
+        if not syms:
+            log.warning("skipping %s: its transcript has nothing to speak", utt.audio_path)
+            continue
+        items.append(VoiceItem(utt.audio_path, utt.text, utt.speaker, language, list(syms), durations))
+    return items
