@@ -14,6 +14,12 @@ torch.set_num_threads(2)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Install the root config class with every built-in family's section, so `cinematic.configs.load_config`
+# (what the tests call) knows music_model, voice_model, ... as the CLI does through the registry.
+from cinematic import registry  # noqa: E402
+
+registry.config_class()
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cinematic import registry
 from cinematic.cli import build_parser, main
-from cinematic.training.launch import resolve_run_config
+from cinematic.launch import resolve_run_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,7 +95,8 @@ def test_config_and_data_dir_default_to_the_seeds_paths(tmp_path, monkeypatch):
     (tmp_path / "config.yaml").write_text("training:\n  epochs: 3\n", encoding="utf-8")
     (tmp_path / "data" / "voice").mkdir(parents=True)
     args = build_parser().parse_args(["train", "voice"])
-    cfg, data_dir = resolve_run_config(args)
+    cfg, data_dir, checkpoint = resolve_run_config(args, registry.get("voice"))
+    assert checkpoint is None
     assert cfg.training.epochs == 3  # ./config.yaml was read
     assert data_dir == Path("data/voice")
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from cinematic.cli import main
-from cinematic.configs import Config, config_from_dict, load_config
 from cinematic.errors import UserError
+from cinematic.registry import config_class, config_from_dict, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ def test_set_batch_size_replaces_the_files_alias():
 
 
 def test_voice_follows_fastspeech2_and_vocoder_follows_hifigan_by_default():
-    cfg = Config()
+    cfg = config_class()()
     voice, vocoder = cfg.training_for("voice"), cfg.training_for("vocoder")
     assert voice.scheduler == "inverse_sqrt" and voice.optimizer == "adam" and voice.betas == (0.9, 0.98)
     assert vocoder.optimizer == "adamw" and vocoder.betas == (0.8, 0.99) and vocoder.learning_rate == 2e-4

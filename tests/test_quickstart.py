@@ -1,4 +1,4 @@
-"""`cinematic quickstart` orchestration: demo data, stages in order, honest about missing ones.
+"""`cinematic quickstart` orchestration: demo data, then the registered families' stages in order.
 
 The model stages themselves are tested by their tasks; here they are replaced by a fake stage so this
 stays fast, and the demo data is copied from the session's `demo_data`."""
@@ -29,7 +29,7 @@ def _fake_stage(qs: qs_module.Quickstart):
 @pytest.fixture
 def patched(monkeypatch, demo_data):
     import cinematic.data.demo as demo
-    import cinematic.tasks as tasks
+    from cinematic.training.family import ModelFamily
 
     calls = []
 
@@ -38,31 +38,44 @@ def patched(monkeypatch, demo_data):
         shutil.copytree(demo_data, out_dir)
         return {}
 
-    real_import = tasks.import_object
+    order: list[str] = []
 
-    def import_object(spec):
-        return _fake_stage if spec == "fake:stage" else real_import(spec)
+    def stage(name: str):
+        def run(qs):
+            order.append(name)
+            return _fake_stage(qs) if name == "fake" else []
 
+        return run
+
+    families = [  # registered out of order: the stages run by quickstart_order
+        ModelFamily(
+            name="fake",
+            task=object,
+            quickstart=stage("fake"),
+            quickstart_title="fake model",
+            quickstart_order=2,
+        ),
+        ModelFamily(name="first", task=object, quickstart=stage("first"), quickstart_order=1),
+        ModelFamily(name="silent", task=object),  # no stage
+    ]
     monkeypatch.setattr(demo, "write_demo_data", copy_demo)
-    monkeypatch.setattr(tasks, "import_object", import_object)
-    monkeypatch.setattr(
-        qs_module,
-        "STAGES",
-        [("missing model", "cinematic.not_written_yet:quickstart"), ("fake model", "fake:stage")],
-    )
+    monkeypatch.setattr(qs_module.registry, "families", lambda: {f.name: f for f in families})
+    calls.append(order)
     return calls
 
 
-def test_quickstart_makes_data_runs_stages_and_lists_what_is_missing(patched, tmp_path, capsys):
+def test_quickstart_makes_data_and_runs_the_registered_stages_in_order(patched, tmp_path, capsys):
     args = argparse.Namespace(work_dir=str(tmp_path / "wd"))
     assert qs_module.quickstart_command(args) == 0
     out = capsys.readouterr().out
     root = tmp_path / "wd" / "quickstart"
+    order = patched.pop(0)
     assert patched == [0]  # demo data made once, with seed 0
+    assert order == ["first", "fake"]
+    assert "== fake model" in out
     assert (root / "data" / "lyrics").is_dir()
     assert "[fake] val/loss: 2.5000 → 1.2500 (↓)" in out
     assert str(root / "samples" / "fake.txt") in out
-    assert "not in this version yet: missing model" in out
     assert "tensorboard --logdir" in out
 
     assert qs_module.quickstart_command(args) == 0  # a second run replaces the first

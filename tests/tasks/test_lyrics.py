@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from cinematic.cli import main
 from cinematic.configs import load_config
 from cinematic.models.lyrics_generator import IGNORE_INDEX
-from cinematic.tasks.base import BuildContext
 from cinematic.tasks.lyrics import LyricsTask
+from cinematic.training.task import BuildContext
 
 # A synthetic corpus where every (language, emotion) has its own words: what a sample uses tells
 # whether the conditioning worked.
@@ -247,7 +247,7 @@ def test_unknown_label_exits_2_listing_the_checkpoints_values(trained, tmp_path,
 def test_resume_is_exact_and_keeps_the_checkpoints_vocabulary(corpus, tmp_path):
     """8 steps straight == resume from the step-6 checkpoint (in the second epoch) + 2 steps, with
     condition dropout on: every draw is a function of (seed, epoch, item)."""
-    from cinematic.api import read_checkpoint
+    from cinematic.checkpoint_io import read_checkpoint
     from cinematic.training.trainer import run_training
 
     def config(run_name: str):
@@ -262,9 +262,9 @@ def test_resume_is_exact_and_keeps_the_checkpoints_vocabulary(corpus, tmp_path):
         cfg.training.run_name = run_name
         return cfg
 
-    straight = run_training("lyrics", config("straight"), corpus)
+    straight = run_training(LyricsTask(), config("straight"), corpus)
     middle = straight.run_dir / "checkpoints" / "step_6.pth"
-    resumed = run_training("lyrics", config("resumed"), corpus, resume=str(middle))
+    resumed = run_training(LyricsTask(), config("resumed"), corpus, resume=str(middle))
     a, b, mid = (
         read_checkpoint(straight.last_checkpoint),
         read_checkpoint(resumed.last_checkpoint),

@@ -14,16 +14,16 @@ from cinematic.data.tokenizers.midi import PerformanceTokenizer
 from cinematic.errors import UserError
 from cinematic.generation.music import MusicGenerator
 from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
-from cinematic.tasks.base import BuildContext
 from cinematic.tasks.music import (
     IGNORE_INDEX,
     MidiCropDataset,
     MidiSegmentDataset,
     MusicTask,
+    choose_route,
     collate_tokens,
     resolve_representation,
-    train_recipe,
 )
+from cinematic.training.task import BuildContext
 from cinematic.utils import torch_threads
 
 TOK = PerformanceTokenizer()
@@ -62,10 +62,16 @@ def _tiny_cfg(work_dir: Path, steps: int = 6):
 
 @pytest.fixture(scope="session")
 def trained(music_dir, tmp_path_factory):
-    """One short trainer run on the demo MIDI files through `train_music.py`'s recipe (auto route →
-    MIDI → the trainer); session scope: the tests below share it."""
+    """One short trainer run on the demo MIDI files as `train_music.py` runs it (the route chosen from
+    the folder → the MIDI family's one trainer run); session scope: the tests below share it."""
+    from cinematic import registry
+    from cinematic.training.trainer import run_training
+
+    cfg = _tiny_cfg(tmp_path_factory.mktemp("work"))
+    family = registry.routed(registry.get("music"), cfg, music_dir, None)
+    assert family.name == "music" and family.recipe is None
     with torch_threads(1):  # session fixtures start before the module's one_thread fixture
-        return train_recipe(_tiny_cfg(tmp_path_factory.mktemp("work")), music_dir)
+        return run_training(family.task_instance(), cfg, music_dir)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -140,28 +146,21 @@ def test_a_folder_without_midi_is_a_user_error(tmp_path, tiny_config):
         MusicTask().build(tiny_config, tmp_path, ctx)
 
 
-def test_audio_runs_are_handed_to_the_audio_task(tmp_path, tiny_config, monkeypatch):
-    import cinematic.tasks as tasks
+def test_audio_folders_and_audio_checkpoints_route_to_the_audio_family(tmp_path, tiny_config):
+    from cinematic import registry
 
-    class FakeAudioTask:
-        def build(self, *args):
-            return "built"
-
-        def training_step(self, *args):
-            return "step"
-
-        def export_state(self):
-            return {"representation": "audio"}
-
-    specs = []
-    monkeypatch.setattr(tasks, "import_object", lambda spec: specs.append(spec) or FakeAudioTask)
     (tmp_path / "a.wav").write_bytes(b"")
-    ctx = BuildContext(run_dir=tmp_path, cache_dir=tmp_path / "cache", device=torch.device("cpu"))
-    task = MusicTask()
-    assert task.build(tiny_config, tmp_path, ctx) == "built"  # auto + audio only → the audio route
-    assert specs == ["cinematic.tasks.music_audio:AudioMusicTask"]
-    assert task.training_step({}, None, "main", {}) == "step"
-    assert task.export_state() == {"representation": "audio"}
+    assert choose_route(tiny_config, tmp_path) == "music_audio"  # auto + audio only → the audio route
+    assert tiny_config.music_model.representation == "audio"  # recorded for the checkpoint
+    family = registry.routed(registry.get("music"), tiny_config, tmp_path, None)
+    assert family.name == "music_audio" and family.recipe is not None
+    (tmp_path / "b.mid").write_bytes(b"")
+    tiny_config.music_model.representation = "auto"
+    assert choose_route(tiny_config, tmp_path) == "music"  # MIDI wins in a mixed folder
+    audio_checkpoint = {"task": "music", "task_state": {"representation": "audio"}}
+    assert choose_route(tiny_config, tmp_path, audio_checkpoint) == "music_audio"  # a resume keeps its route
+    assert registry.family_of_checkpoint(audio_checkpoint).name == "music_audio"
+    assert registry.family_of_checkpoint({"task": "music", "task_state": {}}).name == "music"
 
 
 # --------------------------------------------------------------------------- trainer end to end
@@ -307,35 +306,18 @@ def test_auto_representation_prefers_midi_and_says_how_to_choose_audio(tmp_path,
         resolve_representation(tiny_config, tmp_path)
 
 
-def test_train_recipe_hands_audio_folders_to_the_audio_route(tmp_path, tiny_config, monkeypatch):
-    import cinematic.tasks as tasks
-
-    (tmp_path / "a.wav").write_bytes(b"")
-    calls = []
-    monkeypatch.setattr(
-        tasks, "import_object", lambda spec: lambda *a: calls.append((spec, a)) or "audio-done"
-    )
-    assert train_recipe(tiny_config, tmp_path, resume=None, args=None) == "audio-done"
-    assert calls[0][0] == "cinematic.tasks.music_audio:train_audio_recipe"
-    assert calls[0][1][0].music_model.representation == "audio"
-
-
-def test_audio_checkpoints_are_delegated_by_generate_and_load(tmp_path, monkeypatch):
+def test_audio_checkpoints_are_delegated_by_generate_music(tmp_path, monkeypatch):
     import argparse
 
-    import cinematic.tasks as tasks
+    import cinematic.generation.music_audio as music_audio
     from cinematic.generation.music import generate_command
 
     path = tmp_path / "audio.pth"
     torch.save({"task": "music", "task_state": {"representation": "audio"}}, path)
     calls = []
-    monkeypatch.setattr(tasks, "import_object", lambda spec: lambda *a, **k: calls.append(spec) or 0)
+    monkeypatch.setattr(music_audio, "generate_command", lambda *a, **k: calls.append(a) or 0)
     assert generate_command(argparse.Namespace(checkpoint=str(path), out="x.wav")) == 0
-    MusicTask().inference(torch.load(path, weights_only=True))
-    assert calls == [
-        "cinematic.generation.music_audio:generate_command",
-        "cinematic.tasks.music_audio:load_audio_inference",
-    ]
+    assert len(calls) == 1 and calls[0][1]["task_state"]["representation"] == "audio"
 
 
 def test_resume_mid_run_is_bitwise_exact(music_dir, tmp_path):
@@ -352,10 +334,10 @@ def test_resume_mid_run_is_bitwise_exact(music_dir, tmp_path):
         c.music_model.condition_dropout = 0.5
         return c
 
-    straight = run_training("music", cfg("a", 6), music_dir)
-    run_training("music", cfg("b", 3), music_dir)
+    straight = run_training(MusicTask(), cfg("a", 6), music_dir)
+    run_training(MusicTask(), cfg("b", 3), music_dir)
     resumed = run_training(
-        "music", cfg("b", 6), music_dir, resume=str(tmp_path / "b" / "music" / "checkpoints" / "last.pth")
+        MusicTask(), cfg("b", 6), music_dir, resume=str(tmp_path / "b" / "music" / "checkpoints" / "last.pth")
     )
     assert resumed.step == straight.step == 6
     a = torch.load(straight.last_checkpoint, weights_only=True)["model"]["music"]
@@ -365,6 +347,6 @@ def test_resume_mid_run_is_bitwise_exact(music_dir, tmp_path):
     checkpoint = torch.load(tmp_path / "b" / "music" / "checkpoints" / "step_3.pth", weights_only=True)
     checkpoint["model"]["music"]["norm.bias"] += 0.01
     torch.save(checkpoint, tmp_path / "nudged.pth")
-    nudged = run_training("music", cfg("c", 6), music_dir, resume=str(tmp_path / "nudged.pth"))
+    nudged = run_training(MusicTask(), cfg("c", 6), music_dir, resume=str(tmp_path / "nudged.pth"))
     c = torch.load(nudged.last_checkpoint, weights_only=True)["model"]["music"]
     assert not torch.equal(a["norm.bias"], c["norm.bias"])

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from cinematic.data.tokenizers.delay import deinterleave
+from cinematic.data.tokenizers.delay import StreamVocab, deinterleave, delayed_sequence
 from cinematic.errors import UserError
 from cinematic.generation.music_audio import AudioMusicGenerator, generate_codes
 from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
-from cinematic.tasks.music_audio import AudioMusicTask, StreamVocab, delayed_sequence, make_collate
+from cinematic.tasks.music_audio import AudioMusicTask, make_collate
 
 K, N = 3, 8
 VOCAB = StreamVocab(N)
@@ -129,8 +129,8 @@ def test_tiny_model_overfits_a_batch_of_audio_tokens():
 def audio_run(demo_data, tmp_path_factory):
     """The audio route trained end to end (a few steps each) on the demo WAVs through train_music's
     recipe: representation audio → tokenizer, transformer under music/, vocoder under vocoder_music/."""
+    from cinematic import registry
     from cinematic.configs import load_config
-    from cinematic.tasks.music import train_recipe
 
     root = tmp_path_factory.mktemp("music_audio")
     data = root / "music"
@@ -147,12 +147,14 @@ def audio_run(demo_data, tmp_path_factory):
     cfg.music_model.max_seq_len = 48
     cfg.music_model.rvq_codebook_size = 16
     cfg.music_model.audio = cfg.music_model.audio.model_copy(update={"hop_length": 1024, "n_mels": 48})
-    result = train_recipe(cfg, data, resume=None, args=argparse.Namespace(vocoder=None))
+    family = registry.routed(registry.get("music"), cfg, data, None)  # what `train music` runs
+    assert family.name == "music_audio"
+    result = family.recipe(cfg, data, None, argparse.Namespace(vocoder=None))
     return {"root": root, "data": data, "result": result, "cfg": cfg}
 
 
 def test_audio_route_checkpoint_records_tokenizer_and_vocoder(audio_run):
-    from cinematic.api import read_checkpoint
+    from cinematic.checkpoint_io import read_checkpoint
 
     result = audio_run["result"]
     assert result["music"].run_dir.name == "music"
@@ -194,12 +196,13 @@ def test_loaded_generator_is_deterministic_and_rejects_unknown_labels(audio_run)
 
 
 def test_missing_vocoder_is_a_user_error_naming_the_flag(audio_run, tmp_path):
-    from cinematic.api import read_checkpoint
-    from cinematic.tasks.music_audio import load_audio_inference
+    from cinematic.checkpoint_io import read_checkpoint
 
     checkpoint = read_checkpoint(audio_run["result"]["music"].last_checkpoint)
     checkpoint["task_state"]["vocoder"] = str(tmp_path / "gone.pth")
-    music = load_audio_inference(checkpoint, checkpoint_path=tmp_path / "x" / "checkpoints" / "last.pth")
+    music = AudioMusicGenerator.from_checkpoint(
+        checkpoint, checkpoint_path=tmp_path / "x" / "checkpoints" / "last.pth"
+    )
     with pytest.raises(UserError, match="--vocoder"):
         music.generate(duration=0.5)
 

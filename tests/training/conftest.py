@@ -18,14 +18,10 @@ import toy_tasks  # noqa: E402
 
 @contextlib.contextmanager
 def toy_tasks_registered() -> Iterator[None]:
-    """The toy tasks known to `get_task` and `Config.training_for` for the duration of the block."""
-    from cinematic.configs.loading import TASK_SECTIONS
-    from cinematic.tasks import TASKS
+    """The toy families known to the registry (and `Config.training_for`) for the duration of the block."""
+    from cinematic import registry
 
-    with pytest.MonkeyPatch.context() as mp:
-        for name, spec in toy_tasks.TOY_TASKS.items():
-            mp.setitem(TASKS, name, spec)
-            mp.setitem(TASK_SECTIONS, name, toy_tasks.SECTIONS[name])
+    with registry.registered(*toy_tasks.families()):
         yield
 
 
@@ -58,7 +54,7 @@ def toy_overrides(work_dir: Path, **training) -> list[str]:
 @pytest.fixture
 def toy_cfg(tmp_path):
     """Factory: toy_cfg(**training_keys) -> Config with work_dir under tmp_path."""
-    from cinematic.configs import load_config
+    from cinematic.registry import load_config
 
     def make(**training):
         return load_config(None, toy_overrides(tmp_path / "work", **training))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from toy_tasks import make_task
 
 from cinematic.errors import UserError
 from cinematic.training.checkpointing import export_safetensors, model_state_dict
@@ -12,7 +13,7 @@ from cinematic.training.trainer import run_training
 
 def test_run_writes_checkpoints_config_and_metrics(toy_cfg, data_dir):
     cfg = toy_cfg(validate_at_start=True)
-    result = run_training("toy", cfg, data_dir)
+    result = run_training(make_task("toy"), cfg, data_dir)
     assert result.step == 20
     assert result.run_dir.name == "toy" and result.run_dir.parent.name == "work"
     assert (result.run_dir / "config.yaml").is_file()
@@ -41,44 +42,42 @@ def test_run_writes_checkpoints_config_and_metrics(toy_cfg, data_dir):
 
 def test_dataset_epochs_and_data_order(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("TOY_SIZE", "16")  # 4 batches per epoch: 20 steps = 5 epochs
-    from cinematic.tasks import get_task
     from cinematic.training.trainer import Trainer
 
-    task = get_task("toy")
-    trainer = Trainer(task, "toy", toy_cfg(), data_dir)
+    task = make_task("toy")
+    trainer = Trainer(task, toy_cfg(), data_dir)
     trainer.fit()
     assert task.train_set.epochs == [0, 1, 2, 3, 4]
-    assert trainer.epoch == 4 and trainer.batch_in_epoch == 4
+    assert trainer.state.epoch == 4 and trainer.state.batch_in_epoch == 4
 
 
 def test_loader_workers_see_the_epoch_set_on_the_dataset(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("TOY_SIZE", "8")  # 2 steps per epoch: 6 steps = epochs 0, 1, 2
-    from cinematic.tasks import get_task
     from cinematic.training.trainer import Trainer
 
     cfg = toy_cfg(max_steps=6)
     cfg.data.num_workers = 1
-    task = get_task("toy")
-    Trainer(task, "toy", cfg, data_dir).fit()
+    task = make_task("toy")
+    Trainer(task, cfg, data_dir).fit()
     assert task.seen_epochs == {0, 1, 2}
 
 
 def test_keep_last_k_zero_writes_no_periodic_files(toy_cfg, data_dir):
-    result = run_training("toy", toy_cfg(max_steps=8, keep_last_k=0), data_dir)
+    result = run_training(make_task("toy"), toy_cfg(max_steps=8, keep_last_k=0), data_dir)
     assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["best.pth", "last.pth"]
     assert torch.load(result.last_checkpoint, weights_only=True)["step"] == 8
 
 
 def test_fresh_run_refuses_to_overwrite_a_used_folder(toy_cfg, data_dir):
-    run_training("toy", toy_cfg(max_steps=4), data_dir)
+    run_training(make_task("toy"), toy_cfg(max_steps=4), data_dir)
     with pytest.raises(UserError, match="--resume auto"):
-        run_training("toy", toy_cfg(max_steps=4), data_dir)
+        run_training(make_task("toy"), toy_cfg(max_steps=4), data_dir)
 
 
 def test_export_safetensors_holds_ema_weights(toy_cfg, data_dir, tmp_path):
     from safetensors.torch import load_file
 
-    result = run_training("toy", toy_cfg(max_steps=4), data_dir)
+    result = run_training(make_task("toy"), toy_cfg(max_steps=4), data_dir)
     out = export_safetensors(result.last_checkpoint, tmp_path / "toy.safetensors")
     tensors = load_file(out)
     ckpt = torch.load(result.last_checkpoint, weights_only=True)

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 import torch
+from toy_tasks import make_task
 
 from cinematic.errors import UserError
-from cinematic.tasks import get_task
 from cinematic.training import trainer as trainer_module
 from cinematic.training.trainer import Trainer, resolve_amp, run_training
 
@@ -19,7 +19,9 @@ def weights(path):
 
 def test_nan_step_is_skipped_and_counted(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("TOY_NAN_AT", "5")
-    result = run_training("toy", toy_cfg(max_steps=6, checkpoint_every_steps=1, keep_last_k=10), data_dir)
+    result = run_training(
+        make_task("toy"), toy_cfg(max_steps=6, checkpoint_every_steps=1, keep_last_k=10), data_dir
+    )
     ckpt_dir = result.run_dir / "checkpoints"
     w4, w5, w6 = (weights(ckpt_dir / f"step_{n}.pth") for n in (4, 5, 6))
     assert all(torch.equal(w4[k], w5[k]) for k in w4)  # step 5 changed nothing
@@ -31,7 +33,7 @@ def test_nan_step_is_skipped_and_counted(toy_cfg, data_dir, monkeypatch):
 def test_consecutive_nans_stop_the_run_with_a_message(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("TOY_NAN_AT", "3,4,5")
     with pytest.raises(UserError, match=r"stopped at step 5: 3 consecutive .*learning_rate"):
-        run_training("toy", toy_cfg(max_nan_skips=3), data_dir)
+        run_training(make_task("toy"), toy_cfg(max_nan_skips=3), data_dir)
 
 
 def test_amp_true_on_a_cpu_without_native_bf16_falls_back_to_fp32(monkeypatch, caplog):
@@ -51,7 +53,7 @@ def test_forced_bf16_autocasts_and_the_loss_on_a_fixed_batch_goes_down(toy_cfg, 
     cfg = toy_cfg(
         amp="bf16", max_steps=15, ema_decay=None, scheduler="constant", warmup_steps=0, learning_rate=0.05
     )
-    task = get_task("toy")
+    task = make_task("toy")
     dtypes, losses = [], []
     step = task.training_step
 
@@ -62,14 +64,14 @@ def test_forced_bf16_autocasts_and_the_loss_on_a_fixed_batch_goes_down(toy_cfg, 
         return out
 
     task.training_step = recording_step
-    Trainer(task, "toy", cfg, data_dir).fit()
+    Trainer(task, cfg, data_dir).fit()
     assert set(dtypes) == {torch.bfloat16}
     assert losses[-1] < 0.5 * losses[0]
 
 
 def test_fp16_uses_a_grad_scaler_whose_state_is_saved(toy_cfg, data_dir, monkeypatch):
     monkeypatch.setenv("TOY_NAN_AT", "2")  # a NaN-guard skip must leave the scaler usable
-    result = run_training("toy", toy_cfg(amp="fp16", max_steps=4), data_dir)
+    result = run_training(make_task("toy"), toy_cfg(amp="fp16", max_steps=4), data_dir)
     scalers = torch.load(result.last_checkpoint, weights_only=True)["scalers"]
     assert set(scalers) == {"main"} and scalers["main"]["scale"] > 0
 
@@ -77,6 +79,6 @@ def test_fp16_uses_a_grad_scaler_whose_state_is_saved(toy_cfg, data_dir, monkeyp
 def test_early_stopping_when_the_metric_stops_improving(toy_cfg, data_dir):
     # A learning rate too small to change val/loss: every validation after the first is no better.
     cfg = toy_cfg(learning_rate=1e-12, validate_every_steps=2, early_stopping_patience=2, ema_decay=None)
-    result = run_training("toy", cfg, data_dir)
+    result = run_training(make_task("toy"), cfg, data_dir)
     assert result.step == 6  # validations at 2 (best), 4 and 6 (no improvement: stop)
     assert torch.load(result.last_checkpoint, weights_only=True)["step"] == 6

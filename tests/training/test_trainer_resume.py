@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import HERE, toy_overrides, toy_tasks_registered
+from toy_tasks import make_task
 
 from cinematic.configs import load_config
 from cinematic.errors import UserError
@@ -54,7 +55,7 @@ def straight_gan(tmp_path_factory):
     with toy_tasks_registered():
         cfg = load_config(None, toy_overrides(root / "work", **GAN_TRAINING))
         (root / "data").mkdir()
-        result = run_training("toy_gan", cfg, root / "data")
+        result = run_training(make_task("toy_gan"), cfg, root / "data")
     return load(result.last_checkpoint)
 
 
@@ -85,12 +86,12 @@ def run_toy_subprocess(
 def test_resume_from_mid_epoch_checkpoint_is_bitwise_exact(toy_cfg, data_dir):
     # 24 items, batch 2, 2 micro-batches per step: 6 steps per epoch, step 8 is inside epoch 1.
     keys = {"batch_size": 2, "gradient_accumulation_steps": 2, "keep_last_k": 10, "run_name": "straight"}
-    straight = run_training("toy", toy_cfg(**keys), data_dir)
+    straight = run_training(make_task("toy"), toy_cfg(**keys), data_dir)
     middle = load(straight.run_dir / "checkpoints" / "step_8.pth")
     assert (middle["epoch"], middle["batch_in_epoch"]) == (1, 4)
 
     resumed = run_training(
-        "toy",
+        make_task("toy"),
         toy_cfg(**{**keys, "run_name": "resumed"}),
         data_dir,
         resume=str(straight.run_dir / "checkpoints" / "step_8.pth"),
@@ -107,7 +108,7 @@ def test_sigkill_after_checkpoint_then_resume_is_bitwise_exact(tmp_path, straigh
     assert load(ckpt_dir / "last.pth")["step"] == 8
 
     cfg = load_config(tmp_path / "cfg.yaml")
-    result = run_training("toy_gan", cfg, tmp_path / "data", resume="auto")
+    result = run_training(make_task("toy_gan"), cfg, tmp_path / "data", resume="auto")
     assert result.step == 20
     assert_same_tensors(straight_gan, load(result.last_checkpoint))
 
@@ -121,49 +122,55 @@ def test_save_killed_before_rename_keeps_previous_last_and_resume_auto_continues
     assert list(ckpt_dir.glob(".last.pth.*.tmp")), "the interrupted save leaves only a temporary file"
 
     cfg = load_config(tmp_path / "cfg.yaml")
-    result = run_training("toy_gan", cfg, tmp_path / "data", resume="auto")
+    result = run_training(make_task("toy_gan"), cfg, tmp_path / "data", resume="auto")
     assert not list(ckpt_dir.glob("*.tmp"))
     assert_same_tensors(straight_gan, load(result.last_checkpoint))
 
 
 def test_resume_auto_skips_truncated_files(toy_cfg, data_dir, caplog):
-    first = run_training("toy", toy_cfg(keep_last_k=3), data_dir)  # keeps step_12, step_16, step_20
+    first = run_training(
+        make_task("toy"), toy_cfg(keep_last_k=3), data_dir
+    )  # keeps step_12, step_16, step_20
     reference = load(first.last_checkpoint)
     ckpt_dir = first.run_dir / "checkpoints"
     for name in ("last.pth", "step_20.pth"):
         data = (ckpt_dir / name).read_bytes()
         (ckpt_dir / name).write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING):
-        result = run_training("toy", toy_cfg(keep_last_k=3), data_dir, resume="auto")
+        result = run_training(make_task("toy"), toy_cfg(keep_last_k=3), data_dir, resume="auto")
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert any("last.pth" in m for m in skipped) and any("step_20.pth" in m for m in skipped)
     assert_same_tensors(reference, load(result.last_checkpoint))
 
 
 def test_resume_auto_without_checkpoints_starts_fresh(toy_cfg, data_dir):
-    assert run_training("toy", toy_cfg(max_steps=2), data_dir, resume="auto").step == 2
+    assert run_training(make_task("toy"), toy_cfg(max_steps=2), data_dir, resume="auto").step == 2
 
 
 def test_resume_refuses_a_different_model_config(toy_cfg, data_dir):
-    first = run_training("toy", toy_cfg(max_steps=2), data_dir)
+    first = run_training(make_task("toy"), toy_cfg(max_steps=2), data_dir)
     cfg = toy_cfg(max_steps=4)
     cfg.music_model.num_layers = 3
     with pytest.raises(UserError, match=r"music_model\.num_layers: 2 != 3|music_model\.num_layers: \d+ != 3"):
-        run_training("toy", cfg, data_dir, resume=str(first.last_checkpoint))
+        run_training(make_task("toy"), cfg, data_dir, resume=str(first.last_checkpoint))
 
 
 def test_resume_missing_path_names_existing_checkpoints(toy_cfg, data_dir):
-    first = run_training("toy", toy_cfg(max_steps=4), data_dir)
+    first = run_training(make_task("toy"), toy_cfg(max_steps=4), data_dir)
     with pytest.raises(UserError, match="checkpoints there: .*last.pth"):
         run_training(
-            "toy", toy_cfg(max_steps=4), data_dir, resume=str(first.run_dir / "checkpoints" / "nope.pth")
+            make_task("toy"),
+            toy_cfg(max_steps=4),
+            data_dir,
+            resume=str(first.run_dir / "checkpoints" / "nope.pth"),
         )
 
 
 def test_resume_path_alone_restores_config_and_data_dir(toy_cfg, data_dir, tmp_path, monkeypatch):
-    from cinematic.training.launch import resolve_run_config
+    from cinematic import registry
+    from cinematic.launch import resolve_run_config
 
-    first = run_training("toy", toy_cfg(max_steps=4, learning_rate=0.02), data_dir)
+    first = run_training(make_task("toy"), toy_cfg(max_steps=4, learning_rate=0.02), data_dir)
     moved = tmp_path / "elsewhere.pth"
     shutil.copy(first.last_checkpoint, moved)
     monkeypatch.chdir(tmp_path)  # no ./config.yaml, no ./data/toy here
@@ -175,17 +182,18 @@ def test_resume_path_alone_restores_config_and_data_dir(toy_cfg, data_dir, tmp_p
         overrides=["training.max_steps=6", "training.run_name=continued"],
         work_dir=None,
     )
-    cfg, resolved_dir = resolve_run_config(args)
+    cfg, resolved_dir, _ = resolve_run_config(args, registry.get("toy"))
     assert resolved_dir == data_dir
     assert cfg.training.learning_rate == 0.02 and cfg.training.work_dir == str(tmp_path / "work")
-    result = run_training("toy", cfg, resolved_dir, resume=str(moved))
+    result = run_training(make_task("toy"), cfg, resolved_dir, resume=str(moved))
     assert result.step == 6 and result.run_dir.name == "continued"
 
 
 def test_resume_auto_without_config_takes_it_from_the_run_folder(toy_cfg, data_dir, tmp_path, monkeypatch):
-    from cinematic.training.launch import resolve_run_config
+    from cinematic import registry
+    from cinematic.launch import resolve_run_config
 
-    first = run_training("toy", toy_cfg(max_steps=4, learning_rate=0.03), data_dir)
+    first = run_training(make_task("toy"), toy_cfg(max_steps=4, learning_rate=0.03), data_dir)
     monkeypatch.chdir(tmp_path)  # no ./config.yaml
     args = argparse.Namespace(
         task="toy",
@@ -195,6 +203,6 @@ def test_resume_auto_without_config_takes_it_from_the_run_folder(toy_cfg, data_d
         overrides=["training.max_steps=6"],
         work_dir=str(first.run_dir.parent),
     )
-    cfg, resolved_dir = resolve_run_config(args)
+    cfg, resolved_dir, _ = resolve_run_config(args, registry.get("toy"))
     assert resolved_dir == data_dir and cfg.training.learning_rate == 0.03
-    assert run_training("toy", cfg, resolved_dir, resume="auto").step == 6
+    assert run_training(make_task("toy"), cfg, resolved_dir, resume="auto").step == 6

@@ -23,22 +23,43 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset
 
-from cinematic.tasks.base import BuildContext, Built, Media, Phase, StepOutput
+from cinematic.configs.training_config import StrictModel, TrainingOverrides
+from cinematic.training.family import ModelFamily
+from cinematic.training.task import BuildContext, Built, Media, Phase, StepOutput
 
-TOY_TASKS = {"toy": "toy_tasks:ToyRegression", "toy_gan": "toy_tasks:ToyGAN"}
-SECTIONS = {"toy": "music_model", "toy_gan": "vocoder"}
+TOY_TASKS = ("toy", "toy_gan")
+
+
+class ToySection(StrictModel):
+    """The toy families' config section: only the per-family `training:` overrides."""
+
+    training: TrainingOverrides = Field(default_factory=TrainingOverrides)
+
+
+def families() -> list[ModelFamily]:
+    """The toy tasks as model families (their own config sections, `toy_model` and `toy_gan_model`)."""
+    return [
+        ModelFamily(name="toy", task=ToyRegression, config=ToySection, section="toy_model"),
+        ModelFamily(name="toy_gan", task=ToyGAN, config=ToySection, section="toy_gan_model"),
+    ]
 
 
 def register() -> None:
-    """Make the toy tasks known to `cinematic.tasks.get_task` and `Config.training_for`."""
-    from cinematic.configs.loading import TASK_SECTIONS
-    from cinematic.tasks import TASKS
+    """Make the toy families known to the registry (and so to `Config.training_for`)."""
+    from cinematic import registry
 
-    TASKS.update(TOY_TASKS)
-    TASK_SECTIONS.update(SECTIONS)
+    for family in families():
+        registry.register(family)
+
+
+def make_task(name: str) -> Any:
+    from cinematic import registry
+
+    return registry.get(name).task_instance()
 
 
 class PairSet(Dataset):
@@ -183,17 +204,16 @@ class ToyGAN:
 
 def _train(task: str, cfg: Any, data_dir: Path, resume: str | None = None) -> dict[str, Any]:
     """Train, then return the full weights this rank holds (gathered under FSDP: a collective)."""
-    from cinematic.tasks import get_task
     from cinematic.training.trainer import Trainer
 
-    trainer = Trainer(get_task(task), task, cfg, data_dir, resume=resume)
+    trainer = Trainer(make_task(task), cfg, data_dir, resume=resume)
     trainer.fit()
-    return {name: trainer._full_state_dict(model) for name, model in trainer.models.items()}
+    return trainer.checkpoints["model"].state_dict()  # ModelWeights: full weights, gathered
 
 
 def _main() -> int:
-    from cinematic.configs import load_config
     from cinematic.errors import UserError
+    from cinematic.registry import load_config
     from cinematic.training.distributed import configure_logging
     from cinematic.training.trainer import run_training
 
@@ -215,7 +235,10 @@ def _main() -> int:
     try:
         if args.mode == "run":
             run_training(
-                args.task, load_config(args.config, args.set), Path(args.data_dir), resume=args.resume
+                make_task(args.task),
+                load_config(args.config, args.set),
+                Path(args.data_dir),
+                resume=args.resume,
             )
         else:
             _distributed(args)
@@ -250,7 +273,7 @@ def _distributed(args: argparse.Namespace) -> None:
     OUT/<task>_<run>_rank<r>.pt."""
     import torch.distributed as dist
 
-    from cinematic.configs import load_config
+    from cinematic.registry import load_config
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

@@ -198,6 +198,8 @@ def config_from_dict(
             line = _describe(error, root)
             by_path.setdefault(line.split(":", 1)[0], line)
         lines = list(by_path.values())
+        if not root.task_sections:
+            lines.append("(no model family is registered: load configs with cinematic.registry.load_config)")
         raise UserError(f"{source}: invalid configuration\n  " + "\n  ".join(lines)) from None
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from cinematic.configs import Config
 from cinematic.errors import UserError
-from cinematic.tasks.base import Media
+from cinematic.training.task import Media
 
 log = logging.getLogger("cinematic.training")
 
