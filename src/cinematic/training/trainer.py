@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import logging
 import math
 import tempfile
@@ -307,7 +308,7 @@ class Trainer:
                 self.built.train_set.set_epoch(state.epoch)
             batches = iter(self.train_loader)
             while not stop:
-                group = self._next_group(batches)
+                group = list(itertools.islice(batches, self.tcfg.gradient_accumulation_steps))
                 if not group:
                     break
                 state.batch_in_epoch += len(group)
@@ -319,15 +320,6 @@ class Trainer:
                 state.epoch += 1
                 state.batch_in_epoch = 0
         return self._finish(metrics_before, metrics_after)
-
-    def _next_group(self, batches: Iterator[Any]) -> list[Any]:
-        group = []
-        for _ in range(self.tcfg.gradient_accumulation_steps):
-            batch = next(batches, None)
-            if batch is None:
-                break
-            group.append(batch)
-        return group
 
     def _finish(
         self, metrics_before: dict[str, float] | None, last_metrics: dict[str, float] | None
