@@ -85,14 +85,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     _common(d)
     d.set_defaults(handler="cinematic.data.demo:demo_command")
 
-    pre = what.add_parser("preprocess", help="extract and cache features")
-    pre.add_argument("kind", choices=["music", "voice"])
+    pre = what.add_parser(
+        "preprocess", help="compute and cache what training computes first (features, tokens, tokenizers)"
+    )
+    pre.add_argument("kind", choices=registry.trainable(), help="model family")
     pre.add_argument("data_dir")
     pre.add_argument("--work_dir", "--work-dir")
-    pre.add_argument("--workers", type=int, default=None)
     _config_args(pre)
     _common(pre)
-    pre.set_defaults(handler="cinematic.data.preprocessing:preprocess_command")
+    pre.set_defaults(handler="cinematic.launch:preprocess_command")
 
     tok = what.add_parser("tokenize", help="fit the audio tokenizer (mel RVQ) of the music audio route")
     tok.add_argument("data_dir")

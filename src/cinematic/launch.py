@@ -1,11 +1,13 @@
 """`cinematic train FAMILY` and the seed scripts: resolve config, data and resume, pick the family that
 really trains the data (music: the MIDI or the audio route), then run its recipe (most families: one
-trainer run; voice: acoustic model then vocoder; music audio: tokenizer, transformer, vocoder)."""
+trainer run; voice: acoustic model then vocoder; music audio: tokenizer, transformer, vocoder).
+Also `cinematic data preprocess FAMILY DIR`, which runs the build a training run starts with."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,36 @@ def train_command(args: argparse.Namespace) -> int:
 
     run_training(family.task_instance(), cfg, data_dir, resume=args.resume)
     return 0
+
+
+def preprocess_command(args: argparse.Namespace) -> int:
+    """`cinematic data preprocess FAMILY DIR`: the features, tokens and tokenizers a training run of
+    FAMILY on DIR would compute first, written to the same cache under the same keys — the task's own
+    `build` runs, so a later `cinematic train` with the same config and --work_dir only reads them."""
+    import torch
+
+    from cinematic.training.distributed import configure_logging
+    from cinematic.training.task import BuildContext
+
+    configure_logging()
+    cfg = registry.load_config(args.config, args.overrides)
+    if args.work_dir:
+        cfg.training.work_dir = args.work_dir
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"data folder not found: {data_dir}")
+    family = registry.routed(registry.get(args.kind), cfg, data_dir, None)
+    task = family.task_instance()
+    work_dir = Path(cfg.training.work_dir)
+    run_name = cfg.training_for(task.name).run_name or task.name
+    ctx = BuildContext(run_dir=work_dir / run_name, cache_dir=work_dir / "cache", device=torch.device("cpu"))
+    start = time.perf_counter()
+    built = task.build(cfg, data_dir, ctx)
+    val = len(built.val_set) if built.val_set is not None else 0
+    print(
+        f"{family.name}: {len(built.train_set)} training and {val} validation items from {data_dir} in "
+        f"{time.perf_counter() - start:.1f} s; cache {ctx.cache_dir} (training with this config and "
+        "--work_dir reuses it)"
+    )
+    return 0
+

@@ -298,7 +298,7 @@ class AudioSegmentDataset(Dataset):
     """Fixed-length random crops of audio files (for vocoders and the music audio route).
 
     Item i of epoch e is cropped with `item_rng(seed, e, i)`, so a resumed run draws the same crops.
-    Call `set_epoch(e)` each epoch (the loaders in `loaders.py` do it through the sampler hook).
+    The trainer calls `set_epoch(e)` at the start of each epoch.
     """
 
     def __init__(
