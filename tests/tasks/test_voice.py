@@ -346,7 +346,7 @@ def test_evaluate_reports_all_metrics(synth, voice_run):
 def test_duration_error_compares_predicted_durations_with_the_clips(synth, voice_run, tmp_path):
     """With a TextGrid the clip's durations are known: predicting them exactly gives no error, predicting
     twice them an error of their mean per symbol and a length error of 1."""
-    from cinematic.data.voice import FeatureCache, collate, read_items
+    from cinematic.data.voice import FeatureCache, read_items
     from cinematic.generation.speech import _duration_error
 
     clip = _copy_clips(voice_run["data"] / "en_anna", tmp_path / "en_anna", 1)
@@ -367,9 +367,9 @@ def test_duration_error_compares_predicted_durations_with_the_clips(synth, voice
     assert item.durations == given
     cache = FeatureCache(None, synth.mel_config, synth.speaker_encoder())
     durations = torch.tensor(given)
-    exact = _duration_error(synth, item, cache, durations, collate)
+    exact = _duration_error(synth, item, cache, durations)
     assert exact == {"duration_mae_frames": 0.0, "length_error": 0.0}
-    doubled = _duration_error(synth, item, cache, 2 * durations, collate)
+    doubled = _duration_error(synth, item, cache, 2 * durations)
     assert doubled["duration_mae_frames"] == pytest.approx(np.mean(given))
     assert doubled["length_error"] == pytest.approx(1.0)
 

@@ -28,9 +28,10 @@ from pydantic import ValidationError
 from cinematic.checkpoint_io import inference_weights, read_checkpoint
 from cinematic.configs.model_config import MelConfig, VoiceModelConfig
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
+from cinematic.data.voice import FeatureCache, VoiceDataset, VoiceItem, collate, load_clip, read_items
 from cinematic.errors import UserError
 from cinematic.generation.vocode import Vocoder
-from cinematic.models.fastspeech import FastSpeech2, FastSpeech2Config, VarianceStats
+from cinematic.models.fastspeech import FastSpeech2, FastSpeech2Config, VarianceStats, teacher_forced
 from cinematic.utils import atomic_write
 
 log = logging.getLogger(__name__)
@@ -351,11 +352,11 @@ class VoiceSynthesizer:
 # ---------------------------------------------------------------------------------------------- adaptation
 
 
-def _voice_dataset(items: list[Any], cache: Any, table: SymbolTable, state: dict[str, Any]) -> Any:
+def _voice_dataset(
+    items: list[VoiceItem], cache: FeatureCache, table: SymbolTable, state: dict[str, Any]
+) -> VoiceDataset:
     """A `VoiceDataset` over `items` with the speaker rows and languages of a voice task state; a speaker the
     state does not know takes row 0 ("no table entry", the zero-shot row)."""
-    from cinematic.data.voice import VoiceDataset
-
     speakers = {it.speaker: 0 for it in items} | {n: i for i, n in enumerate(state["speakers"], start=1)}
     languages = {n: i for i, n in enumerate(state["languages"])}
     return VoiceDataset(items, cache, table, speakers, languages, state["stats"])
@@ -363,10 +364,9 @@ def _voice_dataset(items: list[Any], cache: Any, table: SymbolTable, state: dict
 
 def _reference_items(
     reference_dir: Path, front: TextFrontEnd, language: str, mel_cfg: MelConfig
-) -> list[Any]:
+) -> list[VoiceItem]:
     from cinematic.data.audio import AUDIO_SUFFIXES
     from cinematic.data.dataset import read_text
-    from cinematic.data.voice import VoiceItem
 
     if not reference_dir.is_dir():
         raise UserError(f"reference folder not found: {reference_dir}")
@@ -401,8 +401,6 @@ def adapt(
     begins at the zero-shot clone and improves on it. `synth` itself is adapted in place (its model and
     state then know the new speaker)."""
     from cinematic.data.dataset import read_json_labels
-    from cinematic.data.voice import FeatureCache, collate
-    from cinematic.models.fastspeech import teacher_forced
 
     reference_dir = Path(reference_dir)
     name = speaker_name or reference_dir.name
@@ -515,7 +513,6 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
     clip of that speaker. Duration error compares predicted per-symbol durations with the clip's (its
     TextGrid's when it has one, else the aligner's on the real clip)."""
     from cinematic.data.audio import mel_spectrogram, pitch_praat
-    from cinematic.data.voice import FeatureCache, collate, load_clip, read_items
     from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
 
     mel_cfg = synth.mel_config
@@ -525,8 +522,8 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
         raise UserError(
             f"{data_dir}: no utterances in a language this model knows ({', '.join(synth.languages)})"
         )
-    encoder = SpeakerEncoder()
-    cache = FeatureCache(None, mel_cfg, encoder if synth.model_cfg.speaker_encoder else None)
+    encoder = synth.speaker_encoder() or SpeakerEncoder()  # speaker similarity needs one either way
+    cache = FeatureCache(None, mel_cfg, synth.speaker_encoder())
     by_speaker: dict[str, list[Path]] = {}
     for it in items:
         by_speaker.setdefault(it.speaker, []).append(it.audio_path)
@@ -561,7 +558,7 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
                 "mcd_db": mcd,
                 "f0_rmse_hz": rmse,
                 "speaker_similarity": similarity,
-                **_duration_error(synth, it, cache, out["durations"][0].cpu(), collate),
+                **_duration_error(synth, it, cache, out["durations"][0].cpu()),
             }
         )
     summary = {
@@ -572,12 +569,10 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
 
 
 def _duration_error(
-    synth: VoiceSynthesizer, item: Any, cache: Any, predicted: torch.Tensor, collate: Any
+    synth: VoiceSynthesizer, item: VoiceItem, cache: FeatureCache, predicted: torch.Tensor
 ) -> dict[str, float]:
     """Mean absolute per-symbol duration error (frames) against the clip's durations (its TextGrid's when
     it has one, else the aligner's on the real clip), and the relative error of the total length."""
-    from cinematic.models.fastspeech import teacher_forced
-
     dataset = _voice_dataset([item], cache, synth.table, synth.state)
     batch = {k: v.to(synth.device) for k, v in collate([dataset[0]]).items()}
     if int(batch["mel_lengths"][0]) < int(batch["text_lengths"][0]):
