@@ -59,6 +59,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vocoder", metavar="VCKPT", help="music audio route: use this vocoder instead of training one"
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first unreadable training file (default: skip it and list it in "
+        "<run>/skipped_files.json); the same as --set data.strict=true",
+    )
     # `python -m torch.distributed.launch` (deprecated) passes --local-rank=N; torchrun sets LOCAL_RANK.
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, help=argparse.SUPPRESS)
     _common(p)

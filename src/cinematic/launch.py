@@ -65,6 +65,8 @@ def resolve_run_config(
         cfg = registry.load_config(config_path, args.overrides)
     if args.work_dir:
         cfg.training.work_dir = args.work_dir
+    if getattr(args, "strict", False):
+        cfg.data.strict = True
     data_dir = Path(data_dir or f"./data/{family.data_subdir or family.name}")
     if not data_dir.is_dir():
         raise UserError(
@@ -120,4 +122,3 @@ def preprocess_command(args: argparse.Namespace) -> int:
         "--work_dir reuses it)"
     )
     return 0
-

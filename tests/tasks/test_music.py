@@ -4,6 +4,7 @@ label following with classifier-free guidance, and the representation dispatch t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,28 @@ def test_resume_mid_run_is_bitwise_exact(music_dir, tmp_path):
     nudged = run_training(MusicTask(), cfg("c", 6), music_dir, resume=str(tmp_path / "nudged.pth"))
     c = torch.load(nudged.last_checkpoint, weights_only=True)["model"]["music"]
     assert not torch.equal(a["norm.bias"], c["norm.bias"])
+
+
+def test_an_unreadable_midi_is_skipped_and_reported_or_refused_with_strict(music_dir, tmp_path, capsys):
+    import json
+
+    from cinematic.cli import main
+
+    data = tmp_path / "music"
+    shutil.copytree(music_dir, data)
+    (data / "broken.mid").write_bytes(b"MThd garbage, not a MIDI file")
+    common = ["train", "music", "--config", "tiny", "--data_dir", str(data), "--set", "training.max_steps=2",
+              "--set", "music_model.max_seq_len=32", "--set", "music_model.num_layers=1",
+              "--set", "data.num_workers=0"]  # fmt: skip
+    assert main([*common, "--work_dir", str(tmp_path / "strict"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.mid" in err and "not a readable MIDI file" in err and "Traceback" not in err
+    assert not (tmp_path / "strict" / "music" / "checkpoints").exists()
+
+    assert main([*common, "--work_dir", str(tmp_path / "skip")]) == 0
+    report = json.loads((tmp_path / "skip" / "music" / "skipped_files.json").read_text())
+    assert report["count"] == 1 and report["files"][0]["path"].endswith("broken.mid")
+    assert "not a readable MIDI file" in report["files"][0]["reason"]
+    assert (
+        torch.load(tmp_path / "skip" / "music" / "checkpoints" / "last.pth", weights_only=True)["step"] == 2
+    )

@@ -155,5 +155,8 @@ class DataConfig(StrictModel):
     """Metadata attributes to balance when sampling (e.g. [emotion, language]); empty: natural."""
     balance_alpha: float = Field(1.0, ge=0, le=1)
     """Sampling temperature: 1 natural frequencies, 0 uniform per group."""
+    strict: bool = False
+    """false: a training file that cannot be read is skipped, counted and listed in
+    <run_dir>/skipped_files.json; true (`cinematic train --strict`): it stops the run."""
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     """Thresholds and targets of `cinematic data clean`."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cinematic.configs.model_config import MelConfig
+from cinematic.data.skips import UnreadableFile
 from cinematic.errors import UserError
 from cinematic.utils import atomic_write_bytes
 
@@ -101,9 +102,7 @@ def load_audio(path: str | Path, sample_rate: int | None = None, mono: bool = Tr
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     except Exception as exc:  # libsndfile reports corrupt data with several exception types
-        raise UserError(
-            f"cannot decode audio file {path}: {exc}. Check that it is a valid wav/flac/ogg/mp3."
-        ) from exc
+        raise UnreadableFile(path, f"cannot decode audio ({exc}); is it a valid wav/flac/ogg/mp3?") from None
     audio = data.T  # (channels, samples)
     if mono:
         audio = audio.mean(axis=0)

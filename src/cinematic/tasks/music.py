@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from cinematic.configs import Config
 from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.skips import UnreadableFile
 from cinematic.data.synth import render_audio
 from cinematic.data.tokenizers.midi import make_tokenizer
 from cinematic.errors import UserError
@@ -242,11 +243,12 @@ class MusicTask:
         self.seed = cfg.training_for("music").seed
 
         with ctx.local_main_first():
-            pieces = [self._encode_cached(item.path, ctx.cache_dir) for item in items]
+            pieces = [self._encode_or_skip(item.path, ctx) for item in items]
         conditions = [condition_ids(item.labels, self.labels) for item in items]
         keep = [i for i, p in enumerate(pieces) if len(p) > 0]
-        if len(keep) < len(items):
-            log.warning("skipping %d MIDI file(s) without notes", len(items) - len(keep))
+        without_notes = len(items) - len(keep) - len(ctx.skipped)
+        if without_notes > 0:
+            log.warning("skipping %d MIDI file(s) without notes", without_notes)
         if not keep:
             raise UserError(f"{data_dir}: the MIDI files hold no (non-drum) notes")
 
@@ -291,6 +293,14 @@ class MusicTask:
             sample_weights=weights,
             throughput_unit="tokens",
         )
+
+    def _encode_or_skip(self, path: Path, ctx: BuildContext) -> np.ndarray:
+        """Tokens of one file; an unreadable file is reported to `ctx.skipped` and has no tokens."""
+        try:
+            return self._encode_cached(path, ctx.cache_dir)
+        except UnreadableFile as err:
+            ctx.skipped.skip(path, err.reason)
+            return np.zeros(0, dtype=np.int64)
 
     def _encode_cached(self, path: Path, cache_dir: Path) -> np.ndarray:
         """Tokens of one file, from `<cache>/music_tokens/<sha1>-<tokenizer>.npy` when present."""

@@ -225,11 +225,14 @@ class AudioMusicTask:
         restored = ctx.restored_state or {}
         self.seed = cfg.training_for("music").seed
         with ctx.local_main_first():
-            source = MelSource(section.audio)  # each file decoded once for fitting, report and codes
+            # each file decoded once for fitting, report and codes; unreadable ones are skipped (reported)
+            source = MelSource(section.audio, on_unreadable=ctx.skipped.skip)
             self.rvq = self._tokenizer(cfg, [item.path for item in items], ctx, restored, source)
             pieces = encode_pieces(items, self.rvq, ctx.cache_dir, source=source)
         if not pieces:
-            raise UserError(f"{data_dir}: every audio file is too short for one mel frame")
+            raise UserError(
+                f"{data_dir}: no usable audio file (each is unreadable or too short for one mel frame)"
+            )
         self.vocab = StreamVocab(self.rvq.codebook_size)
         if "labels" in restored:  # resume: the checkpoint's vocabularies, never rebuilt from the data
             self.labels = {k: list(v) for k, v in restored["labels"].items()}

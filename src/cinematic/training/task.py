@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cinematic.configs import Config
+from cinematic.data.skips import SkippedFiles
 
 
 @dataclass
@@ -98,6 +99,9 @@ class BuildContext:
     restored_state: dict[str, Any] | None = None
     """`export_state()` of the checkpoint being resumed (reuse its vocabularies), else None."""
     barrier: Callable[[], None] = lambda: None
+    skipped: SkippedFiles = field(default_factory=SkippedFiles)
+    """Where a build reports a training file it cannot read (`skipped.skip(path, reason)`): left out
+    and listed in <run_dir>/skipped_files.json, or refused under `data.strict`."""
 
     @property
     def is_main_process(self) -> bool:

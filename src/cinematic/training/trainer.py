@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from cinematic.configs import Config, TrainingConfig
 from cinematic.data.sampler import EpochSampler
+from cinematic.data.skips import SkippedFiles
 from cinematic.errors import UserError
 from cinematic.training import checkpointing as ckpt_io
 from cinematic.training import distributed as D
@@ -158,8 +159,10 @@ class Trainer:
             world_size=env.world_size,
             restored_state=checkpoint.get("task_state") if checkpoint else None,
             barrier=env.barrier,
+            skipped=SkippedFiles(strict=self.cfg.data.strict),
         )
         built: Built = self.task.build(self.cfg, self.data_dir, ctx)
+        self.skipped = ctx.skipped
         self.built = built
         self.phases = built.resolved_phases()
         self._build_models(built)
@@ -186,6 +189,7 @@ class Trainer:
         if env.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.run_dir / "config.yaml", self.cfg.to_yaml().encode("utf-8"))
+            self.skipped.write(self.run_dir)
             ckpt_io.leftover_temp_files(self.checkpoints.ckpt_dir)
 
     def _register_checkpoint_parts(self) -> None:

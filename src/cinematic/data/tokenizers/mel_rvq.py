@@ -35,7 +35,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from cinematic.configs.model_config import MelConfig
+from cinematic.data.skips import UnreadableFile
 from cinematic.errors import UserError
 from cinematic.utils import torch_threads
 
@@ -398,19 +399,35 @@ class MelSource:
     """Log-mels of audio files at one `MelConfig`, each file decoded once: fitting, the report and
     encoding all read the same mels. Kept in memory up to `max_frames` frames (then recomputed)."""
 
-    def __init__(self, mel_cfg: MelConfig, max_frames: int = 400_000):
+    def __init__(
+        self,
+        mel_cfg: MelConfig,
+        max_frames: int = 400_000,
+        on_unreadable: Callable[[Path, str], None] | None = None,
+    ):
         self.mel_cfg = mel_cfg
         self.max_frames = max_frames
+        self.on_unreadable = on_unreadable
+        """Called with (path, reason) for a file that cannot be decoded, which then reads as None;
+        None: the error propagates."""
         self._mels: dict[Path, torch.Tensor | None] = {}
         self._frames = 0
 
     def __call__(self, path: Path) -> torch.Tensor | None:
-        """(n_mels, T), or None (with a warning) for a file shorter than one analysis window."""
+        """(n_mels, T), or None (with a warning) for a file shorter than one analysis window (or, with
+        `on_unreadable`, one that cannot be decoded)."""
         if path in self._mels:
             return self._mels[path]
         from cinematic.data.audio import mel_spectrogram
 
-        wav = load_mono(path, self.mel_cfg.sample_rate)
+        try:
+            wav = load_mono(path, self.mel_cfg.sample_rate)
+        except UnreadableFile as err:
+            if self.on_unreadable is None:
+                raise
+            self.on_unreadable(path, err.reason)
+            self._mels[path] = None
+            return None
         mel = None
         if len(wav) < self.mel_cfg.n_fft:
             log.warning(

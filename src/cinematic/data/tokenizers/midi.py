@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cinematic.data.skips import UnreadableFile
 from cinematic.errors import UserError
 
 PAD, BOS, EOS = 0, 1, 2
@@ -44,13 +45,14 @@ PIANO_RANGE = (21, 108)
 
 
 def load_score(path: str | Path) -> Any:
-    """A symusic Score, with a UserError naming the file when it is not a readable MIDI file."""
+    """A symusic Score, with an `UnreadableFile` (a UserError) naming the file when it is not a
+    readable MIDI file."""
     from symusic import Score
 
     try:
         return Score(str(path))
     except Exception as err:  # symusic raises RuntimeError/ValueError on corrupt files
-        raise UserError(f"{path}: not a readable MIDI file ({err}); remove it or fix it") from None
+        raise UnreadableFile(path, f"not a readable MIDI file ({err})") from None
 
 
 def notes_to_score(notes: np.ndarray) -> Any:
