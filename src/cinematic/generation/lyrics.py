@@ -11,6 +11,10 @@ penalty (`cinematic.generation.sampling`). The penalty applies to text tokens on
 section markers repeat in every song. With `guidance` ≠ 1 a second, unconditional stream (every slot
 `<no-...>`, the same text) runs beside the first and logits are combined as uncond + w·(cond − uncond).
 
+`scene` and `prompt` are user text: no conditioning token can come from them (`<bos>`, `</scene>`,
+`<lang=..>` written there are encoded as characters); a section marker in the prompt is structure only on a
+line of its own, and none in the scene is.
+
 `structure` (e.g. "verse,chorus,verse,chorus") forces the section markers: the first one opens the
 song, and a section ends when the model closes it itself (a new marker or <eos>), when it has written
 its share of `max_new_tokens` and finishes the line, or at 1.5 × its share in any case; the next marker
@@ -126,7 +130,8 @@ class LyricsGenerator:
         tok = self.tokenizer
         ids = [tok.label_token_id(kind, value) if value is not None else None for kind, value in
                (("language", language), ("emotion", emotion), ("genre", genre))]  # fmt: skip
-        scene_ids = tok.encode(normalize_lyrics(scene))[: self.scene_limit] if scene else []
+        # the scene is plain text: no marker, bracket or label token can come from it
+        scene_ids = tok.encode_plain(normalize_lyrics(scene))[: self.scene_limit] if scene else []
         return build_prefix(tok, ids[0], ids[1], ids[2], scene_ids)
 
     def generate(
@@ -180,7 +185,8 @@ class LyricsGenerator:
         marker = {name: tok.structure_ids[name] for name in SECTION_NAMES}
         start = [marker[sections[0]], tok.newline_id] if sections else []
         if prompt:
-            start += tok.encode(normalize_lyrics(prompt)) + [tok.newline_id]
+            # a section marker on a line of its own is structure; any other control string is text
+            start += tok.encode(normalize_lyrics(prompt), markers="lines") + [tok.newline_id]
         B = num_samples
         rows: list[list[int]] = [list(start) for _ in range(B)]
         text = torch.tensor(start, dtype=torch.long, device=self.device).reshape(1, -1).expand(B, -1)

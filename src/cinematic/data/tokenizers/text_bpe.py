@@ -11,6 +11,11 @@ Control tokens are registered as special tokens, so BPE never splits them and ea
     [intro] [verse] [pre-chorus] [chorus] [bridge] [outro]   song structure
     "\\n"                                    line break
 
+Text never becomes a conditioning token: `encode` matches no control-token string (`<bos>`, `</scene>`,
+`<lang=es>`, `<pad>` ...), so one written in a song, a scene or a prompt is encoded as its characters and
+decodes back unchanged. Only the line break, and the structure markers where the caller allows them
+(`markers=`), are their single ids.
+
 The whole tokenizer is kept as plain containers (`state()`: its JSON string and the label lists), so
 it travels inside a checkpoint that `torch.load(weights_only=True)` reads and is restored identically.
 """
@@ -21,7 +26,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -40,6 +45,11 @@ LABEL_KINDS = {"language": "lang", "emotion": "emotion", "genre": "genre"}
 """Label kind -> the key spelled inside its control token (`<lang=en>`)."""
 FIXED_SPECIALS = (PAD, BOS, EOS, SCENE_START, SCENE_END, NO_SCENE, *NO_LABEL.values(), NEWLINE, *STRUCTURE)
 STATE_VERSION = 1
+
+Markers = Literal["anywhere", "lines", "none"]
+"""Where `encode` reads a structure marker ("[chorus]") as its id: wherever it is written (song texts,
+as in training), only as a whole line (a user's prompt), or nowhere (a scene: plain text)."""
+_MARKER = re.compile("(" + "|".join(re.escape(m) for m in STRUCTURE) + ")")
 
 # "[Verse 2]", "[CHORUS]", "[Pre-Chorus:]", "[Hook]" ... -> the canonical structure token.
 _SECTION_LINE = re.compile(
@@ -82,6 +92,10 @@ class TextBPETokenizer:
 
     def __init__(self, tokenizer: Tokenizer, labels: Mapping[str, Sequence[str]]):
         self._tok = tokenizer
+        # The same model with no added-token matching: `encode` runs text through this one, so a
+        # control-token string in text is encoded as its bytes (what `tokenizers` offers for this).
+        self._plain = Tokenizer.from_str(tokenizer.to_str())
+        self._plain.encode_special_tokens = True
         self.labels: dict[str, list[str]] = {kind: list(labels.get(kind, ())) for kind in LABEL_KINDS}
         self.pad_id, self.bos_id, self.eos_id = (self.token_id(t) for t in (PAD, BOS, EOS))
         self.newline_id = self.token_id(NEWLINE)
@@ -164,6 +178,11 @@ class TextBPETokenizer:
             )
         return cls(Tokenizer.from_str(state["json"]), state.get("labels", {}))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle/deepcopy (DataLoader workers) through the state: `tokenizers` pickles drop the
+        # encode_special_tokens flag, which would let the copy match control strings in text again
+        return (TextBPETokenizer.from_state, (self.state(),))
+
     # ------------------------------------------------------------------------------------ use
 
     @property
@@ -176,9 +195,34 @@ class TextBPETokenizer:
             raise KeyError(f"token {token!r} is not in the lyrics vocabulary")
         return found
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of NFC-normalized `text`; structure markers and line breaks become their single ids."""
-        return self._tok.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, markers: Markers = "anywhere") -> list[int]:
+        """Ids of NFC-normalized `text`. Line breaks are the line-break id and structure markers their
+        ids where `markers` allows ("anywhere": song texts, as in training; "lines": only a marker that
+        is a whole line, for a prompt; "none": never, for a scene). Every other control-token string
+        (`<bos>`, `<eos>`, `</scene>`, `<lang=es>`, `<pad>` ...) is encoded as its characters: no text
+        can inject a conditioning token. Text without such strings gets the ids it always had."""
+        if markers not in ("anywhere", "lines", "none"):
+            raise ValueError(f"markers must be 'anywhere', 'lines' or 'none', not {markers!r}")
+        # NFC before splitting, as the tokenizer would (a combining mark after ">" can compose with it)
+        text = unicodedata.normalize("NFC", text)
+        ids: list[int] = []
+        for number, line in enumerate(text.split(NEWLINE)):
+            if number:
+                ids.append(self.newline_id)
+            if markers == "lines" and line in STRUCTURE:
+                ids.append(self.structure_ids[line[1:-1]])
+                continue
+            parts = _MARKER.split(line) if markers == "anywhere" else [line]
+            for index, part in enumerate(parts):
+                if index % 2:  # a marker (the split keeps them at odd positions)
+                    ids.append(self.structure_ids[part[1:-1]])
+                elif part:
+                    ids.extend(self._plain.encode(part, add_special_tokens=False).ids)
+        return ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Ids of free text with no structure at all (a scene): `encode(text, markers="none")`."""
+        return self.encode(text, markers="none")
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`, leaving out the conditioning tokens and <eos> (structure and line breaks stay)."""
