@@ -35,8 +35,11 @@ TOY_TASKS = ("toy", "toy_gan")
 
 
 class ToySection(StrictModel):
-    """The toy families' config section: only the per-family `training:` overrides."""
+    """The toy families' config section: a model key (what a resumed run must keep) and the
+    per-family `training:` overrides."""
 
+    hidden: int = 8
+    """Recorded only, so that the resume check has a model key to compare."""
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)
 
 

@@ -114,7 +114,9 @@ def song_segments(
         unknown[f"language={song.language}"] += 1
         return []
     scene_text = _label(song.labels, "scene") if use["scene"] else None
-    scene = tok.encode(normalize_lyrics(scene_text))[:scene_limit] if scene_text else []
+    scene = (
+        tok.encode_plain(normalize_lyrics(scene_text))[:scene_limit] if scene_text else []
+    )  # never structure
     head = Segment(language, label_id("emotion"), label_id("genre"), scene, [])
     body = tok.encode(normalize_lyrics(song.text)) + [tok.eos_id]
     room = capacity - head.full_prefix_len

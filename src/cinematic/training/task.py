@@ -5,7 +5,8 @@ data, the loss of one step, validation metrics, a sample for the logger, and the
 needs (vocabularies, statistics). The trainer owns the loop, devices, DDP/FSDP, AMP, accumulation,
 clipping, EMA, checkpoints and logging; a task never calls `backward()` or `torch.save`.
 
-Checkpoint layout written by the trainer and read by `Task.inference` (all plain containers/tensors)::
+Checkpoint layout written by the trainer and read by the family's inference loader (`ModelFamily.load`;
+all plain containers/tensors)::
 
     {"format_version": 1, "task": "music", "config": {...resolved Config.to_dict()...},
      "data_dir": "...", "model": {name: state_dict}, "ema": {name: state_dict} (may be empty),
@@ -164,8 +165,4 @@ class Task(Protocol):
 
     def export_state(self) -> dict[str, Any]:
         """Plain containers/tensors generation needs without the config: vocabularies, statistics."""
-        ...
-
-    def inference(self, checkpoint: dict[str, Any], device: str | torch.device = "cpu", **kwargs: Any) -> Any:
-        """The generator object `cinematic.load` returns for a checkpoint of this task."""
         ...
