@@ -105,6 +105,9 @@ class LoggingConfig(StrictModel):
     """Scalars are written every this many optimizer steps."""
     progress_bar: bool | None = None
     """null: a progress bar on a terminal, plain lines otherwise."""
+    heartbeat_seconds: float | None = Field(30.0, gt=0)
+    """A "still working: step N/T, <what> for <s> s" line whenever the run printed nothing for this
+    many seconds (a slow step, build or validation); null: off."""
 
 
 class CleaningConfig(StrictModel):
