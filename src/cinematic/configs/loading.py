@@ -16,9 +16,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from cinematic.configs.training_config import DataConfig, LoggingConfig, StrictModel, TrainingConfig
+from cinematic.configs.model_config import vocoder_hop_problems
+from cinematic.configs.training_config import (
+    DataConfig,
+    LoggingConfig,
+    StrictModel,
+    TrainingConfig,
+    raise_problems,
+)
 from cinematic.errors import UserError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -37,6 +44,13 @@ class Config(StrictModel):
 
     task_sections: ClassVar[dict[str, str]] = {}
     """Task name -> the model section that configures it (several tasks may share one section)."""
+
+    @model_validator(mode="after")
+    def _cross_section_checks(self) -> Config:
+        """Constraints that span sections (each names its key path from the root): the vocoder's
+        upsampling, kernels and segment size against the mel hops its vocoders use."""
+        raise_problems(vocoder_hop_problems(self), "Config")
+        return self
 
     def section_name(self, task: str) -> str | None:
         """The attribute name of the model section that configures `task` (None: none)."""

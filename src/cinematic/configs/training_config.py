@@ -6,15 +6,58 @@ Every field has the seed's default where the seed names one. A model section may
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Problem = tuple[tuple[str | int, ...], Any, str]
+"""A broken constraint: the key path it is reported at (relative to the model being validated), the
+value there, and a message that names the keys and values involved and says what to do."""
+
+
+def raise_problems(problems: Sequence[Problem], title: str = "Config") -> None:
+    """Raise the problems (if any) as one `ValidationError` (a `ValueError`) with an error per key.
+
+    A model validator raising it reports each message at its key, e.g. `music_model.num_heads`, where
+    a plain `ValueError` would be reported at the section; pydantic prefixes the section's own path and
+    the loader turns each into one line of its `UserError`."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            title,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                    loc=loc,
+                    input=value,
+                )
+                for loc, value, message in problems
+            ],
+        )
+
+
+def _training_problems(values: BaseModel) -> list[Problem]:
+    """Checks of `TrainingConfig` keys that also hold for a partial override block (None: not set)."""
+    problems: list[Problem] = []
+    betas = getattr(values, "betas", None)
+    if betas is not None and not all(0 <= b < 1 for b in betas):
+        problems.append(
+            (
+                ("betas",),
+                list(betas),
+                f"betas {list(betas)} must each lie in [0, 1) (Adam/AdamW refuse others); the usual "
+                "values are [0.9, 0.999] (FastSpeech 2: [0.9, 0.98], HiFi-GAN: [0.8, 0.99])",
+            )
+        )
+    return problems
 
 
 class TrainingConfig(StrictModel):
@@ -52,10 +95,13 @@ class TrainingConfig(StrictModel):
     gradient_clip_val: float | None = Field(1.0, gt=0)
     """Clip the global gradient norm (after unscaling); null disables clipping."""
     gradient_accumulation_steps: int = Field(1, ge=1)
+    """Batches whose gradients are summed into one optimizer step (the effective batch is
+    batch_size × this × the number of processes)."""
     ema_decay: float | None = Field(0.999, gt=0, lt=1)
     """Exponential moving average of the weights, used for validation and export; null turns it off."""
-    seed: int = 1234
-    """Base seed; each rank and data-loader worker derives its own from it."""
+    seed: int = Field(1234, ge=0, lt=2**63)
+    """Base seed; each rank and data-loader worker derives its own from it (numpy's generators refuse
+    negative seeds, torch's those of 64 bits and more)."""
     deterministic: bool = False
     """Use deterministic kernels (slower on GPU)."""
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -78,11 +124,31 @@ class TrainingConfig(StrictModel):
     run_name: str | None = None
     """Folder name under work_dir instead of the task name (e.g. vocoder_music)."""
 
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        raise_problems(_training_problems(self), type(self).__name__)
+        return self
+
+
+def _check_override(self: BaseModel) -> BaseModel:
+    raise_problems(_training_problems(self), type(self).__name__)
+    return self
+
 
 def _all_optional(model: type[BaseModel], name: str) -> type[BaseModel]:
-    """The same fields as `model`, each optional with default None: a partial override block."""
-    fields = {key: (field.annotation | None, None) for key, field in model.model_fields.items()}
-    return create_model(name, __base__=StrictModel, **fields)
+    """The same fields as `model`, each optional with default None: a partial override block. Each
+    field keeps its bounds (a set key is checked where it is written) and the checks of
+    `_training_problems` apply, so a bad `voice_model.training` key is refused when the config loads."""
+    fields: dict[str, Any] = {}
+    for key, field in model.model_fields.items():
+        optional = field.annotation | None
+        fields[key] = (Annotated[optional, *field.metadata] if field.metadata else optional, None)
+    return create_model(
+        name,
+        __base__=StrictModel,
+        __validators__={"_check": model_validator(mode="after")(_check_override)},
+        **fields,
+    )
 
 
 TrainingOverrides = _all_optional(TrainingConfig, "TrainingOverrides")
