@@ -66,3 +66,46 @@ class StepWindow:
             scalars[f"train/{key}"] = float(value) / max(1, self.steps)
         scalars[f"train/{unit}_per_s"] = float(self.items) * world_size / elapsed
         return scalars
+
+
+class LiveLoss:
+    """What the progress bar shows: a smoothed loss kept on the device, read at most every `every` s.
+
+    `add` is called for every phase of every optimizer step; the bar's loss is the last phase's (as
+    `train/loss`) and its throughput counts the first phase's items. It only queues a tensor update
+    (no device sync). `due()` says whether `every` seconds have passed since the last read (or none
+    happened yet: the bar shows figures from its first step on); `read()`
+    then syncs once and returns (smoothed loss, items per second over all ranks since the last read).
+    The smoothing is an exponential moving average over steps (`decay` per step, bias-corrected over
+    the first steps); skipped (non-finite) steps are left out, so one NaN does not stay on the bar.
+    """
+
+    def __init__(
+        self, device: torch.device, phases: list[str], decay: float = 0.9, every: float = 0.5
+    ) -> None:
+        self.loss_phase, self.items_phase = phases[-1], phases[0]
+        self.decay, self.every = decay, every
+        self.value = torch.zeros((), device=device)
+        self.count = 0
+        self.items: Any = 0
+        self.last_read = time.perf_counter()
+        self.reads = 0
+        self.loss = float("nan")
+
+    def add(self, phase: str, loss: torch.Tensor, items: Any, skipped: bool) -> None:
+        if phase == self.items_phase:
+            self.items += items
+        if phase == self.loss_phase and not skipped:
+            self.value.mul_(self.decay).add_(loss.detach().float(), alpha=1.0 - self.decay)
+            self.count += 1
+
+    def due(self) -> bool:
+        return not self.reads or time.perf_counter() - self.last_read >= self.every
+
+    def read(self, world_size: int) -> tuple[float, float]:
+        now = time.perf_counter()
+        if self.count:
+            self.loss = float(self.value) / (1.0 - self.decay**self.count)
+        rate = float(self.items) * world_size / max(now - self.last_read, 1e-9)
+        self.items, self.last_read, self.reads = 0, now, self.reads + 1
+        return self.loss, rate

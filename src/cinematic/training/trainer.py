@@ -57,8 +57,8 @@ from cinematic.training.checkpoint import (
     check_compatible,
 )
 from cinematic.training.ema import EMA
-from cinematic.training.logging import RunLogger
-from cinematic.training.metrics import StepWindow
+from cinematic.training.logging import Heartbeat, RunLogger, console_logging, show_progress_bar
+from cinematic.training.metrics import LiveLoss, StepWindow
 from cinematic.training.phases import PhaseState, build_phases
 from cinematic.training.runtime import DeviceLoader, batch_len, eval_mode, forked_rng, to_device
 from cinematic.training.state import TrainState
@@ -124,11 +124,22 @@ class Trainer:
         self.task, self.task_name, self.cfg, self.data_dir = task, task.name, cfg, Path(data_dir)
         self.tcfg: TrainingConfig = cfg.training_for(self.task_name)
         self.env = D.init_distributed()
+        # Rank 0 tells what it is doing when a phase runs long (docs/training.md, "Logging").
+        self.heartbeat = Heartbeat(cfg.logging.heartbeat_seconds, enabled=self.env.is_main_process)
+        self.live: LiveLoss | None = None
         try:
-            self._setup(resume)
+            with self._console():
+                self._setup(resume)
         except BaseException:
             D.shutdown(self.env)
             raise
+
+    @contextlib.contextmanager
+    def _console(self) -> Iterator[None]:
+        """Log records through tqdm.write while bars may be up (rank 0), and the heartbeat running."""
+        bars = self.env.is_main_process and show_progress_bar(self.cfg)
+        with console_logging(bars), self.heartbeat.running():
+            yield
 
     # --------------------------------------------------------------------------------------- setup
 
@@ -144,6 +155,8 @@ class Trainer:
         self.work_dir = Path(tcfg.work_dir)
         self.run_dir = self.work_dir / self.run_name
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", env, tcfg.keep_last_k)
+        if resume is not None:
+            self.heartbeat.doing("reading the checkpoint")
         checkpoint = self.checkpoints.find(resume)
         if checkpoint is not None:
             check_compatible(checkpoint, self.task_name, self.cfg)
@@ -161,6 +174,10 @@ class Trainer:
             barrier=env.barrier,
             skipped=SkippedFiles(strict=self.cfg.data.strict),
         )
+        what = f"building the {self.task_name} run (data, features, models)"
+        if env.is_main_process:
+            log.info("%s…", what)
+        self.heartbeat.doing(what)
         built: Built = self.task.build(self.cfg, self.data_dir, ctx)
         self.skipped = ctx.skipped
         self.built = built
@@ -178,8 +195,7 @@ class Trainer:
         self._register_checkpoint_parts()
         self._last_validated_step = -1
         self._warned_metric = False
-        # What the progress bar shows between log steps (updated every log_every_steps, no device sync).
-        self._shown_loss, self._shown_lr, self._shown_rate = float("nan"), 0.0, 0.0
+        self.heartbeat.total = self.total_steps
         if checkpoint is not None:
             self.checkpoints.load_state_dict(checkpoint)
             self.checkpoints.last_saved_step = self.state.step
@@ -191,6 +207,7 @@ class Trainer:
             atomic_write_bytes(self.run_dir / "config.yaml", self.cfg.to_yaml().encode("utf-8"))
             self.skipped.write(self.run_dir)
             ckpt_io.leftover_temp_files(self.checkpoints.ckpt_dir)
+        self.heartbeat.doing(None)
 
     def _register_checkpoint_parts(self) -> None:
         """The checkpoint's pieces (layout in docs/training.md), restored in this order: the weights
@@ -285,18 +302,25 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         env = self.env
-        self.logger = RunLogger(
-            self.cfg,
-            self.run_name,
-            self.total_steps,
-            self.state.step,
-            self.built.throughput_unit,
-            env.is_main_process,
-        )
         try:
-            return self._fit()
+            with self._console():
+                self.logger = RunLogger(
+                    self.cfg,
+                    self.run_name,
+                    self.total_steps,
+                    self.state.step,
+                    self.built.throughput_unit,
+                    env.is_main_process,
+                    self.heartbeat,
+                )
+                try:
+                    if self.logger.bar is not None:
+                        self.live = LiveLoss(env.device, [phase.name for phase in self.phases])
+                    return self._fit()
+                finally:
+                    self.heartbeat.stop()  # before the bar it refreshes goes
+                    self.logger.close()
         finally:
-            self.logger.close()
             D.shutdown(env)
 
     def _fit(self) -> TrainResult:
@@ -305,6 +329,14 @@ class Trainer:
         metrics_after: dict[str, float] | None = None
         self.window = StepWindow([phase.name for phase in self.phases])
         stop = state.step >= self.total_steps
+        # A step's time, for the heartbeat, runs from the end of the previous one: starting the loader
+        # workers of a new epoch and fetching the batches count in.
+        heartbeat, first = self.heartbeat, True
+        heartbeat.step_label = "first step (warm-up)"
+        if not stop:
+            if self.env.is_main_process:
+                log.info("%s…", heartbeat.step_label)
+            heartbeat.begin_step(state.step + 1)
         while not stop:
             self.sampler.set_epoch(state.epoch)
             self.sampler.set_start(state.batch_in_epoch * self.tcfg.batch_size)
@@ -317,9 +349,14 @@ class Trainer:
                     break
                 state.batch_in_epoch += len(group)
                 self.train_step(group)
+                if first:
+                    first, heartbeat.step_label = False, "training"
+                    self.logger.first_step_done(time.perf_counter() - heartbeat.since)
                 stop, metrics = self._after_step()
                 if metrics is not None:
                     metrics_after = metrics
+                if not stop:
+                    heartbeat.begin_step(state.step + 1)
             if not stop and state.batch_in_epoch >= self.batches_per_epoch:
                 state.epoch += 1
                 state.batch_in_epoch = 0
@@ -334,9 +371,9 @@ class Trainer:
             last_metrics = self.validate()
             improved, _ = self._after_validation(last_metrics)
             if improved:
-                self.checkpoints.save(step, periodic=False, best=True)
+                self._save(step, periodic=False, best=True)
         if self.checkpoints.last_saved_step != step:
-            self.checkpoints.save(step, periodic=False)
+            self._save(step, periodic=False)
         best = self.checkpoints.best_path
         return TrainResult(
             run_dir=self.run_dir,
@@ -360,8 +397,12 @@ class Trainer:
             stop = stop or early_stop
         periodic = step % tcfg.checkpoint_every_steps == 0
         if periodic or improved or stop:
-            self.checkpoints.save(step, periodic=periodic, best=improved)
+            self._save(step, periodic=periodic, best=improved)
         return stop, metrics
+
+    def _save(self, step: int, periodic: bool, best: bool = False) -> None:
+        self.heartbeat.doing("saving a checkpoint")
+        self.checkpoints.save(step, periodic=periodic, best=best)
 
     # ------------------------------------------------------------------------------------ one step
 
@@ -452,19 +493,26 @@ class Trainer:
                 "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
             )
             ps.scheduler.step()
-        self.window.add_phase(ps.phase.name, loss_sum / len(group), lr, grad_norm, items)
+        mean_loss = loss_sum / len(group)
+        self.window.add_phase(ps.phase.name, mean_loss, lr, grad_norm, items)
+        if self.live is not None:
+            self.live.add(ps.phase.name, mean_loss, items, skip)
         return not skip
 
     def _log_step(self) -> None:
         step = self.state.step
         log_now = step % self.cfg.logging.log_every_steps == 0 or step >= self.total_steps
-        if not self.env.is_main_process or (not log_now and self.logger.bar is None):
-            if log_now:
-                self.window.reset()
-            return
+        live = self.live
+        if live is not None:  # the bar (rank 0): new figures at most every 0.5 s (one device sync)
+            if live.due() or step >= self.total_steps:
+                loss, rate = live.read(self.env.world_size)
+                lr = self.window.lr.get(self.phases[-1].name, 0.0)
+                self.logger.bar_figures(self.state.epoch, loss, lr, rate)
+            self.logger.step_done(step)
         if not log_now:
-            # Progress-bar tick without a device sync; loss and lr shown as of the last log line.
-            self.logger.progress(step, self._shown_loss, self._shown_lr, self._shown_rate)
+            return
+        if not self.env.is_main_process:
+            self.window.reset()
             return
         unit = self.built.throughput_unit
         scalars = self.window.scalars(self.env.world_size, unit)
@@ -472,10 +520,8 @@ class Trainer:
         scalars["train/epoch"] = float(self.state.epoch)
         self.logger.scalars(scalars, step)
         last_lr = "train/lr" if len(self.phases) == 1 else f"train/lr_{self.phases[-1].name}"
-        self._shown_loss = scalars.get("train/loss", float("nan"))
-        self._shown_lr = scalars.get(last_lr, 0.0)
-        self._shown_rate = scalars[f"train/{unit}_per_s"]
-        self.logger.progress(step, self._shown_loss, self._shown_lr, self._shown_rate)
+        loss, lr = scalars.get("train/loss", float("nan")), scalars.get(last_lr, 0.0)
+        self.logger.progress(step, loss, lr, scalars[f"train/{unit}_per_s"])
         self.window.reset()
 
     # ---------------------------------------------------------------------- validation and samples
@@ -487,13 +533,15 @@ class Trainer:
         if self.val_loader is None or not hasattr(self.task, "validate"):
             return {}
         start = time.perf_counter()
+        self.heartbeat.doing("validating")
         with self._inference_models() as models:
-            raw = self.task.validate(models, self.val_loader)
+            raw = self.task.validate(models, self.logger.validation_loader(self.val_loader))
         metrics = {(k if k.startswith("val/") else f"val/{k}"): float(v) for k, v in raw.items()}
         metrics = D.broadcast_object(metrics, self.env)  # type: ignore[assignment]
         self.logger.scalars(metrics, step)
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         self.logger.message(f"step {step}: {shown} ({time.perf_counter() - start:.1f} s)")
+        self.logger.validation_figures(metrics, self.tcfg.best_metric)
         self._sample()
         return metrics
 
@@ -511,6 +559,7 @@ class Trainer:
         if not hasattr(self.task, "sample") or not (self.env.is_main_process or self.fsdp):
             return
         step = self.state.step
+        self.heartbeat.doing("drawing samples")
         with contextlib.ExitStack() as stack:
             if self.env.is_main_process:
                 out_dir = self.run_dir / "samples" / f"step_{step:07d}"
