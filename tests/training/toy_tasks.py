@@ -8,7 +8,8 @@ Also an entry point for the subprocess tests (SIGKILL resume, torchrun DDP/FSDP)
 Test hooks through the environment (they reach subprocesses too): TOY_NAN_AT="3,4" makes the loss of
 those training steps NaN; TOY_KILL_AT=9 makes the process SIGKILL itself when step 9 starts, i.e. right
 after the step-8 checkpoint was written; TOY_NOISE=0 turns off the input noise and the GAN's dropout
-(drawn from the global RNG, so they differ between ranks); TOY_SIZE sets the training-set size (default 24).
+(drawn from the global RNG, so they differ between ranks); TOY_SIZE sets the training-set size (default 24);
+TOY_SLEEP=1.5 makes every training step sleep that many seconds (a slow run, for the progress tests).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,10 @@ class PairSet(Dataset):
 
 
 def _step_hooks(calls: int) -> bool:
-    """Apply TOY_KILL_AT / TOY_NAN_AT for training step number `calls` (1-based); True: make it NaN."""
+    """Apply TOY_KILL_AT / TOY_NAN_AT / TOY_SLEEP for training step number `calls` (1-based); True:
+    make it NaN."""
+    if os.environ.get("TOY_SLEEP"):
+        time.sleep(float(os.environ["TOY_SLEEP"]))
     if os.environ.get("TOY_KILL_AT") and calls == int(os.environ["TOY_KILL_AT"]):
         os.kill(os.getpid(), signal.SIGKILL)
     nan_at = {int(s) for s in os.environ.get("TOY_NAN_AT", "").split(",") if s}
