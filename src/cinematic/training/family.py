@@ -95,6 +95,12 @@ class ModelFamily:
     """Listed by `cinematic train` (a family trained only inside another's recipe says False)."""
     data_subdir: str | None = None
     """Default `--data_dir` is ./data/<data_subdir or name>."""
+    inference_models: tuple[str, ...] | None = None
+    """The models generation loads, all that `cinematic export` keeps (a GAN vocoder: its generator,
+    not its discriminators); None: every model of the checkpoint."""
+    companions: tuple[str, ...] = ()
+    """task_state keys that name another checkpoint generation needs (a vocoder): the recipe records it
+    there (`checkpoint_io.record_companion`), and `cinematic export` embeds it in the exported file."""
 
     def task_instance(self) -> Any:
         return self.task()
