@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cinematic.checkpoint_io import inference_weights, read_checkpoint
+from cinematic.checkpoint_io import find_companion, inference_weights, read_checkpoint
 from cinematic.configs.model_config import MelConfig
 from cinematic.data.audio import limit_peak
 from cinematic.data.tokenizers.delay import StreamVocab, deinterleave
@@ -145,11 +145,16 @@ class AudioMusicGenerator:
         vocoder: Any = None,
         checkpoint_path: str | Path | None = None,
         device: str | torch.device = "cpu",
+        recorded_vocoder: Any = None,
     ) -> None:
+        """`vocoder`: a loaded vocoder, a vocoder checkpoint (path or dict), or None for
+        `recorded_vocoder`, what the checkpoint records (a file reference, an older checkpoint's
+        absolute path, or in an exported model the vocoder's checkpoint itself)."""
         self.model = model
         self.tokenizer = tokenizer
         self.labels = {name: list(values) for name, values in labels.items()}
         self._vocoder = vocoder
+        self.recorded_vocoder = recorded_vocoder
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.device = device
 
@@ -159,8 +164,9 @@ class AudioMusicGenerator:
     ) -> AudioMusicGenerator:
         """A generator from an audio-route music checkpoint (EMA weights when kept).
 
-        kwargs: `vocoder` (a path or a loaded vocoder; default: the one the checkpoint records),
-        `checkpoint_path` (where the checkpoint lives, to find `<work_dir>/vocoder_music/` next to it)."""
+        kwargs: `vocoder` (a path or a loaded vocoder; default: the one the checkpoint records or, in an
+        exported model, embeds), `checkpoint_path` (where the checkpoint lives: the recorded vocoder is
+        looked for relative to its run folder, then `<work_dir>/vocoder_music/` next to it)."""
         from cinematic.data.tokenizers.mel_rvq import MelRVQ
         from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
 
@@ -174,9 +180,10 @@ class AudioMusicGenerator:
             model,
             MelRVQ.from_state(state["tokenizer"]),
             state["labels"],
-            vocoder=kwargs.get("vocoder") or state.get("vocoder"),
+            vocoder=kwargs.get("vocoder"),
             checkpoint_path=kwargs.get("checkpoint_path"),
             device=device,
+            recorded_vocoder=state.get("vocoder"),
         )
 
     @property
@@ -243,33 +250,39 @@ class AudioMusicGenerator:
 
     @property
     def vocoder(self) -> Any:
-        """The music vocoder: given, recorded in the checkpoint, or `vocoder_music/` beside the run."""
-        if self._vocoder is None or isinstance(self._vocoder, str | Path):
+        """The music vocoder: the one given, else the one the checkpoint records (or embeds), else
+        `vocoder_music/` beside the run."""
+        if self._vocoder is None or isinstance(self._vocoder, str | Path | dict):
             self._vocoder = self._load_vocoder(self._vocoder)
         return self._vocoder
 
-    def _load_vocoder(self, path: str | Path | None) -> Any:
+    def _load_vocoder(self, given: str | Path | dict[str, Any] | None) -> Any:
         from cinematic.generation.vocode import Vocoder
 
-        candidates = [Path(path)] if path else []
-        if self.checkpoint_path is not None:  # <work_dir>/music/checkpoints/x.pth → <work_dir>/vocoder_music/
-            candidates.append(
-                self.checkpoint_path.resolve().parent.parent.parent
-                / "vocoder_music"
-                / "checkpoints"
-                / "best.pth"
+        if isinstance(given, str | Path) and not Path(given).is_file():
+            raise UserError(f"vocoder checkpoint not found: {given} (--vocoder)")
+        found = given or find_companion(
+            self.recorded_vocoder,
+            self.checkpoint_path,
+            "music vocoder",
+            runs=("vocoder_music",),
+            hint="pass --vocoder VCKPT (a vocoder_music checkpoint, which train_music.py trains after the "
+            "transformer)",
+        )
+        if isinstance(found, dict):
+            source = f"the vocoder in {self.checkpoint_path or 'this model'}"
+            vocoder = Vocoder.from_checkpoint(found, device=self.device, checkpoint_path=source)
+        else:
+            source = str(found)
+            vocoder = Vocoder.from_checkpoint(
+                read_checkpoint(found), device=self.device, checkpoint_path=source
             )
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            tried = f" (tried {', '.join(map(str, candidates))})" if candidates else ""
-            raise UserError(
-                "no music vocoder for this checkpoint" + tried + ": pass --vocoder VCKPT (a vocoder_music "
-                "checkpoint, which train_music.py trains after the transformer)"
+        try:
+            vocoder.check_mel_config(
+                self.tokenizer.mel_cfg, "this music model's tokenizer (music_model.audio)"
             )
-        if path and Path(path) != found:
-            log.warning("recorded vocoder %s is missing: using %s", path, found)
-        vocoder = Vocoder.from_checkpoint(read_checkpoint(found), device=self.device)
-        vocoder.check_mel_config(self.tokenizer.mel_cfg, "this music model's tokenizer (music_model.audio)")
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
         return vocoder
 
     def vocode(self, mel: torch.Tensor) -> np.ndarray:

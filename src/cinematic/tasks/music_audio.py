@@ -13,8 +13,9 @@ Pipeline (`train_music.py --data_dir DIR` when DIR holds audio, or `music_model.
    Trained by the shared trainer under the task name "music" (`<work_dir>/music/`): `MusicTask.build`
    hands audio runs to `AudioMusicTask` (this module), whose state says `representation: audio`.
 3. **Vocoder** — `run_training("vocoder_music", ...)`: HiFi-GAN at `music_model.audio`, in
-   `<work_dir>/vocoder_music/`, skipped when `--vocoder VCKPT` is given. Its path is then written into
-   the music checkpoints (`task_state["vocoder"]`), so `cinematic generate music` finds it.
+   `<work_dir>/vocoder_music/`, skipped when `--vocoder VCKPT` is given. It is then recorded in the music
+   checkpoints (`task_state["vocoder"]`: its sha1 and its path relative to the run folder), so
+   `cinematic generate music` finds it, also after the work folder moved; `cinematic export` embeds it.
 
 Data: every audio file of the folder (mono, `music_model.audio.sample_rate`), with its `.json` labels.
 Codes are cached per file under `<work_dir>/cache/music_audio_codes/<tokenizer>/`. Training items are
@@ -206,7 +207,8 @@ class AudioMusicTask:
         self.model_cfg: Any = None
         self.sample_labels: dict[str, str] = {}
         self.sample_seconds = 2.0
-        self.vocoder: str | None = None
+        self.vocoder: Any = None
+        """The recorded vocoder (`checkpoint_io.file_reference`; older checkpoints: an absolute path)."""
         self.seed = 0
 
     # --------------------------------------------------------------------------------- build
@@ -423,10 +425,11 @@ class AudioMusicTask:
 
 
 def record_vocoder(ckpt_dir: Path, vocoder: Path) -> list[Path]:
-    """Write the vocoder's path into every checkpoint of a music run (`task_state["vocoder"]`)."""
-    from cinematic.checkpoint_io import record_in_checkpoints
+    """Record the vocoder in every checkpoint of a music run (`task_state["vocoder"]`): its sha1, file
+    name and path relative to the run folder (`checkpoint_io.file_reference`)."""
+    from cinematic.checkpoint_io import record_companion
 
-    return record_in_checkpoints(ckpt_dir, "vocoder", str(Path(vocoder).resolve()))
+    return record_companion(ckpt_dir, "vocoder", vocoder)
 
 
 def check_vocoder(path: str | Path, cfg: Config) -> Path:
@@ -474,7 +477,7 @@ def train_audio_recipe(
     if _is_main_process():
         record_vocoder(music.run_dir / "checkpoints", vocoder_path)
         log.info(
-            "music checkpoints in %s now name the vocoder %s", music.run_dir / "checkpoints", vocoder_path
+            "music checkpoints in %s now record the vocoder %s", music.run_dir / "checkpoints", vocoder_path
         )
     return {"music": music, "vocoder": vocoder_result, "vocoder_path": vocoder_path}
 
@@ -543,6 +546,7 @@ FAMILY = ModelFamily(
     load=AudioMusicGenerator.from_checkpoint,
     recipe=train_audio_recipe,
     owns=is_audio_checkpoint,
+    companions=("vocoder",),
     quickstart=quickstart,
     quickstart_title="music (audio route, mel-RVQ)",
     quickstart_order=40,
