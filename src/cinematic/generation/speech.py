@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from cinematic.checkpoint_io import inference_weights, read_checkpoint
+from cinematic.checkpoint_io import find_companion, inference_weights, read_checkpoint
 from cinematic.configs.model_config import MelConfig, VoiceModelConfig
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
 from cinematic.data.voice import FeatureCache, VoiceDataset, VoiceItem, collate, load_clip, read_items
@@ -147,7 +147,9 @@ class VoiceSynthesizer:
                 self.state["front_end"],
             )
         self.table = SymbolTable.from_state(self.state["symbols"])
-        self._vocoder_spec = vocoder if vocoder is not None else self.state.get("vocoder_checkpoint")
+        self._vocoder_spec = vocoder  # None: the vocoder the state records (or an export embeds)
+        self.checkpoint_path: Path | None = None
+        """Where the checkpoint was read from: a recorded vocoder is looked for from its run folder."""
         self._vocoder: Any = None
         self._speaker_encoder: Any = None
 
@@ -174,7 +176,10 @@ class VoiceSynthesizer:
         model_cfg, mel_config = checkpoint_model_config(ckpt)
         model = build_model(model_cfg, state)
         model.load_state_dict(inference_weights(ckpt, "acoustic"))
-        return cls(model, state, mel_config, device=device, vocoder=vocoder, checkpoint=ckpt)
+        synth = cls(model, state, mel_config, device=device, vocoder=vocoder, checkpoint=ckpt)
+        path = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_path
+        synth.checkpoint_path = Path(path) if path else None
+        return synth
 
     # ------------------------------------------------------------------------------------------ properties
 
@@ -198,15 +203,21 @@ class VoiceSynthesizer:
     def vocoder(self) -> Any:
         if self._vocoder is None:
             spec = self._vocoder_spec
-            if spec is None:
-                raise UserError(
-                    "no vocoder: pass --vocoder VCKPT (a checkpoint of `cinematic train vocoder` at the "
-                    "voice model's mel settings); this voice checkpoint does not record one"
+            if spec is None:  # recorded: a file reference, an older absolute path, or embedded (export)
+                spec = find_companion(
+                    self.state.get("vocoder_checkpoint"),
+                    self.checkpoint_path,
+                    "vocoder",
+                    hint="pass --vocoder VCKPT (a checkpoint of `cinematic train vocoder` at the voice "
+                    "model's mel settings)",
                 )
-            if isinstance(spec, (str, Path)) and not Path(spec).is_file():
+            elif isinstance(spec, (str, Path)) and not Path(spec).is_file():
                 raise UserError(f"vocoder checkpoint not found: {spec} (pass --vocoder VCKPT)")
             vocoder = _vocoder_from(spec, self.device)
-            vocoder.check_mel_config(self.mel_config)
+            try:
+                vocoder.check_mel_config(self.mel_config)
+            except UserError as err:  # name the file
+                raise UserError(f"{spec if isinstance(spec, (str, Path)) else 'vocoder'}: {err}") from None
             self._vocoder = vocoder
         return self._vocoder
 

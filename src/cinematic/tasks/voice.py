@@ -291,15 +291,15 @@ def train_recipe(cfg: Config, data_dir: Path, resume: str | None, args: argparse
 
 
 def record_vocoder(voice_ckpt_dir: Path, vocoder_ckpt_dir: Path) -> None:
-    """Write the vocoder checkpoint's path (its best, else last) into the voice checkpoints, so synthesis
-    finds it without --vocoder."""
-    from cinematic.checkpoint_io import record_in_checkpoints
+    """Record the vocoder checkpoint (its best, else last) in the voice checkpoints — its sha1 and its path
+    relative to the run folder (`checkpoint_io.file_reference`) — so synthesis finds it without --vocoder."""
+    from cinematic.checkpoint_io import record_companion
 
     vocoder = next(
         (vocoder_ckpt_dir / n for n in ("best.pth", "last.pth") if (vocoder_ckpt_dir / n).is_file()), None
     )
     if vocoder is not None:
-        record_in_checkpoints(voice_ckpt_dir, "vocoder_checkpoint", str(vocoder.resolve()))
+        record_companion(voice_ckpt_dir, "vocoder_checkpoint", vocoder)
 
 
 # ---------------------------------------------------------------------------------------------- quickstart
@@ -428,6 +428,7 @@ FAMILY = ModelFamily(
     section="voice_model",
     load=VoiceSynthesizer.from_checkpoint,
     recipe=train_recipe,
+    companions=("vocoder_checkpoint",),
     quickstart=quickstart,
     quickstart_title="voice (FastSpeech 2 + cloning)",
     quickstart_order=20,
