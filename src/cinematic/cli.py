@@ -134,6 +134,23 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     aug.set_defaults(handler="cinematic.data.augmentation:augment_command")
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "export",
+        help="one shareable file that generates: inference weights, settings, vocabularies, vocoder",
+        description="Write the model of a checkpoint as one file that generates anywhere (docs/export.md).",
+    )
+    e.add_argument("--checkpoint", required=True, help="training checkpoint (or an exported model)")
+    e.add_argument(
+        "--vocoder",
+        metavar="VCKPT",
+        help="music audio route, voice: embed this vocoder (default: the recorded one)",
+    )
+    e.add_argument("--out", required=True, help="the exported model, e.g. model.cinematic")
+    _common(e)
+    e.set_defaults(handler="cinematic.export:export_command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cinematic",
@@ -156,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.metavar = "{" + ",".join(group.choices) + "}"
     _add_config(sub)
     _add_data(sub)
+    _add_export(sub)
     q = sub.add_parser("quickstart", help="make demo data, train tiny models, write samples")
     q.add_argument("--work_dir", "--work-dir", default="./work_dir")
     _common(q)

@@ -77,6 +77,10 @@ def quickstart_command(args: argparse.Namespace) -> int:
     for family in stages():
         print(f"== {family.quickstart_title or family.name}", flush=True)
         written.extend(family.quickstart(qs))
+    from cinematic.export import export_runs
+
+    print(f"== exported models (each generates alone) → {qs.samples_dir}", flush=True)
+    written.extend(export_runs(root / "runs", qs.samples_dir))
 
     minutes = (time.monotonic() - start) / 60
     print(f"\nquickstart finished in {minutes:.1f} min")
