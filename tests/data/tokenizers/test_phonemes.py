@@ -78,3 +78,28 @@ def test_symbol_table_round_trip_and_unknown_symbols_reported(caplog):
     with caplog.at_level(logging.WARNING):
         assert restored.decode(restored.encode(["a", "ʒ"])) == ["a"]
     assert "ʒ" in caplog.text
+
+
+def test_empty_text_has_no_symbols_and_keeps_its_place_in_a_batch():
+    """phonemizer drops empty lines from its output: a batch with one was shifted (or an IndexError alone)."""
+    front = TextFrontEnd("phonemes")
+    assert front.symbols("", "en") == [] and front.symbols(" \t\n", "en") == []
+    batch = front.batch(["Hello.", "", "   ", "Good night."], ["en", "en", "es", "en"])
+    assert batch[1:3] == [[], []]
+    assert batch[0] == front.symbols("Hello.", "en") and batch[3] == front.symbols("Good night.", "en")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello", True),
+        ("42", True),
+        ("¿Qué?", True),
+        ("你好", True),
+        ("🎵🎵 ©®", False),
+        ("...", False),
+        ("", False),
+    ],
+)
+def test_speakable_means_a_letter_or_a_digit(text, expected):
+    assert phonemes.speakable(text) is expected

@@ -132,6 +132,13 @@ def normalize_text(text: str, language: str) -> str:
     return _NUMBER.sub(lambda m: _expand_number(m, language), text)
 
 
+def speakable(text: str) -> bool:
+    """True when `text` holds something to pronounce: a letter or a digit (numbers are read out). Text of
+    only symbols, emoji and punctuation ("🎵 ©®", "...") has nothing to say; espeak-ng would read out the
+    symbols' names ("musical note", "copyright") instead, and the characters front end would drop them."""
+    return any(unicodedata.category(char)[0] in {"L", "N"} for char in text)
+
+
 def espeak_available() -> bool:
     """True when the espeak-ng library phonemizer needs can be found (tests patch this to simulate its absence)."""
     if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
@@ -241,6 +248,8 @@ class TextFrontEnd:
 
     def symbols(self, text: str, language: str) -> list[str]:
         normalised = normalize_text(text, language)
+        if not normalised:
+            return []
         if self.mode == "phonemes":
             ipa = _backend(espeak_voice(language)).phonemize([normalised], strip=True, njobs=1)[0]
             return split_ipa(ipa)
@@ -262,6 +271,11 @@ class TextFrontEnd:
                 by_language.setdefault(language, []).append(i)
             for language, indices in by_language.items():
                 normalised = [normalize_text(texts[i], language) for i in indices]
+                # phonemizer drops empty lines from its output: phonemize only the others
+                indices = [i for i, text in zip(indices, normalised, strict=True) if text]
+                normalised = [text for text in normalised if text]
+                if not normalised:
+                    continue
                 ipa = _backend(espeak_voice(language)).phonemize(normalised, strip=True, njobs=1)
                 for i, line in zip(indices, ipa, strict=True):
                     out[i] = split_ipa(line)
