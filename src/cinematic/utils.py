@@ -54,6 +54,14 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: in
         raise
 
 
+def default_file_mode() -> int:
+    """The permissions a plain `open()` gives a new file under the process umask (0o666 & ~umask): pass it
+    to `atomic_write`, whose temporary file is created 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new one, never a half-written file."""
     atomic_write(path, lambda handle: handle.write(data))

@@ -29,7 +29,7 @@ import torch
 
 from cinematic.checkpoint_io import model_state_dict, read_checkpoint
 from cinematic.errors import UserError
-from cinematic.utils import atomic_write
+from cinematic.utils import atomic_write, default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,7 @@ FORMAT_VERSION = 1
 STEP_FILE = re.compile(r"^step_(\d+)\.pth$")
 
 
-def _file_mode() -> int:
-    """The mode a plain `open()` would give (mkstemp makes 0600 files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
+FILE_MODE = default_file_mode()
 
 
 # ------------------------------------------------------------------------------------------- writing
