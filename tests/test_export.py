@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -227,6 +228,9 @@ def test_quickstart_step_exports_every_run_of_a_work_folder(runs, tmp_path):
 
     written = export_runs(runs / "awork", tmp_path)
     assert sorted(p.name for p in written) == ["music.cinematic", "vocoder_music.cinematic"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in written)  # as a plain open() makes
     assert cinematic.load(tmp_path / "music.cinematic").vocoder.n_mels == 48  # the vocoder inside
 
 

@@ -281,11 +281,13 @@ def write_export(
         "skeleton": json.dumps(skeleton, ensure_ascii=False, separators=(",", ":")),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    # beside the target, then renamed over it: readers never see half a file; save_file creates it with
-    # the mode a plain open() gives
+    # beside the target, then renamed over it: readers never see half a file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~umask)  # the mode a plain open() gives (save_file makes 0600 files)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
