@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from cinematic.errors import UserError
-from cinematic.utils import atomic_write, file_sha1
+from cinematic.utils import atomic_write, default_file_mode, file_sha1
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +283,9 @@ def write_export(
     path.parent.mkdir(parents=True, exist_ok=True)
     # beside the target, then renamed over it: readers never see half a file
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o666 & ~umask)  # the mode a plain open() gives (save_file makes 0600 files)
+        os.chmod(tmp, default_file_mode())  # the mode a plain open() gives (save_file makes 0600 files)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

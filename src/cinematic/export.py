@@ -143,8 +143,10 @@ def export_runs(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Export the best (else last) checkpoint of every run folder of a work folder to
     `<out_dir>/<run>.cinematic` (the quickstart's step after its stages). A run that cannot be exported
     (e.g. a voice model without a vocoder) is reported and skipped."""
-    written = []
-    for run_dir in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+    runs_dir = Path(runs_dir)
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    written: list[Path] = []
+    for run_dir in runs:
         checkpoint = run_checkpoint(run_dir)
         if checkpoint is None:
             continue
