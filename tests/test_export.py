@@ -356,3 +356,50 @@ def test_pre_redesign_checkpoints_export_with_their_vocoder(run, vocoder, tmp_pa
     assert type(cinematic.load(out)) is type(
         cinematic.load(paths[0], **({"vocoder": paths[1]} if vocoder else {}))
     )
+
+
+# ------------------------------------------------------------------------------------ the file format
+
+
+def test_the_file_gives_back_the_dict_it_was_written_from(tmp_path):
+    from cinematic.checkpoint_io import inference_checkpoint, write_export
+
+    weight = torch.arange(12, dtype=torch.float32).view(3, 4)
+    checkpoint = {
+        "format_version": 1,
+        "task": "toy",
+        "config": {"toy_model": {"width": 3}, "training": {"lr": 1e-3}},
+        "data_dir": "/somewhere/private",
+        "model": {"net": {"w": weight, "b": torch.ones(3)}, "critic": {"w": torch.zeros(2)}},
+        "ema": {"net": {"w": weight * 2, "b": torch.zeros(3)}},
+        "optimizers": {"main": {"state": {0: {"exp_avg": torch.ones(3)}}}},
+        "task_state": {
+            "shape": torch.Size([2, 3]),
+            "pair": (1, "a", None),
+            "by_id": {3: "three", "__x": 1.5},
+            "blob": b"\x00\xff",
+            "dtype": torch.bfloat16,
+            "nan": float("nan"),
+            "table": weight.t(),  # not contiguous
+            "same": [weight, weight],  # one storage: stored once
+            "ints": torch.tensor([1, 2], dtype=torch.int16),
+        },
+        "step": 7,
+        "epoch": 1,
+    }
+    model = inference_checkpoint(checkpoint, ["net"], ["toy_model"])
+    assert set(model["model"]) == {"net"} and torch.equal(model["model"]["net"]["w"], weight * 2)  # EMA
+    assert model["config"] == {"toy_model": {"width": 3}} and "optimizers" not in model
+    path = write_export(model, tmp_path / "toy.cinematic", {"note": "test"})
+    back = read_export(path)
+    state = back["task_state"]
+    assert back["export"]["note"] == "test" and back["step"] == 7 and back["ema"] == {}
+    assert state["shape"] == torch.Size([2, 3]) and isinstance(state["shape"], torch.Size)
+    assert state["pair"] == (1, "a", None) and state["by_id"] == {3: "three", "__x": 1.5}
+    assert state["blob"] == b"\x00\xff" and state["dtype"] is torch.bfloat16 and np.isnan(state["nan"])
+    assert torch.equal(state["table"], weight.t()) and state["ints"].dtype == torch.int16
+    assert state["same"][0] is state["same"][1] and torch.equal(state["same"][0], weight)
+    assert list(state) == list(model["task_state"])  # order kept (label vocabularies rely on it)
+
+    with pytest.raises(UserError, match="task_state.bad: a set value"):
+        write_export({**model, "task_state": {"bad": {1, 2}}}, tmp_path / "bad.cinematic")
