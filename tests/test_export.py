@@ -304,6 +304,12 @@ def test_a_truncated_export_exits_2_naming_the_file(exported, tmp_path, capsys, 
     assert str(broken) in err and "truncated" in err
 
 
+def test_resuming_from_an_export_exits_2_saying_why(exported, demo_data, tmp_path, capsys):
+    assert main(["train", "lyrics", "--config", "tiny", "--data_dir", str(demo_data / "lyrics"),
+                 "--work_dir", str(tmp_path), "--resume", str(exported["lyrics"])]) == 2  # fmt: skip
+    assert "is an exported model" in capsys.readouterr().err
+
+
 def test_an_export_of_an_unknown_format_version_exits_2_naming_the_file(exported, tmp_path, capsys):
     from safetensors import safe_open
     from safetensors.torch import save_file

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from cinematic.checkpoint_io import model_state_dict, read_checkpoint
+from cinematic.checkpoint_io import is_export_file, model_state_dict, read_checkpoint
 from cinematic.errors import UserError
 from cinematic.utils import atomic_write, default_file_mode
 
@@ -143,6 +143,11 @@ def load_for_resume(path: str | Path) -> dict[str, Any]:
         siblings = existing_checkpoints(path.parent)
         hint = f"; checkpoints there: {', '.join(p.name for p in siblings)}" if siblings else ""
         raise UserError(f"--resume: checkpoint not found: {path}{hint}")
+    if is_export_file(path):
+        raise UserError(
+            f"--resume: {path} is an exported model (inference weights only: no optimizer, scheduler or "
+            "RNG state); resume from the training checkpoint it was exported from"
+        )
     checkpoint, problem = try_load(path)
     if checkpoint is None:
         raise UserError(f"--resume: {path} is not a usable checkpoint ({problem}); try --resume auto")
