@@ -1,6 +1,7 @@
 """Where batches and models are when the task sees them: tensors moved to the training device
-(`to_device`, `DeviceLoader`), and the context validation and sampling run in (`forked_rng`,
-`eval_mode`). Used by `cinematic.training.trainer`, which re-exports these names."""
+(`to_device`, `DeviceLoader`), the context validation and sampling run in (`forked_rng`,
+`eval_mode`), and how the epoch reaches persistent loader workers (`EpochTaggedSampler`,
+`EpochAwareDataset`). Used by `cinematic.training.trainer`, which re-exports these names."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -90,3 +91,58 @@ class DeviceLoader:
 
     def __getattr__(self, name: str) -> Any:  # .dataset, .batch_size, ... of the wrapped loader
         return getattr(self.loader, name)
+
+
+# ------------------------------------------------------------------------------ epochs in the workers
+
+
+class EpochTaggedSampler(Sampler[tuple[int, int]]):
+    """`sampler`'s indices as (index, epoch) pairs, the epoch read from `sampler.epoch` when an epoch's
+    iteration starts (in the main process): how the epoch reaches persistent loader workers."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((index, epoch) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochAwareDataset(Dataset):
+    """A dataset with `set_epoch` (per-epoch crops and augmentation) read by (index, epoch) keys
+    (`EpochTaggedSampler`): a loader worker's copy calls `set_epoch` itself when an item of a new epoch
+    comes, so the workers can stay up for the whole run (`persistent_workers`) and still see every
+    epoch. In the main process (`num_workers: 0`) `set_epoch` is called once per epoch, as before."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, epoch = key
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
+        return self.dataset[index]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def shape_signature(batch: Any) -> tuple:
+    """The shapes (and dtypes) of the tensors in a batch, in order: equal for batches of fixed shapes."""
+    if isinstance(batch, torch.Tensor):
+        return (tuple(batch.shape), batch.dtype)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return tuple(shape_signature(getattr(batch, f.name)) for f in dataclasses.fields(batch))
+    if isinstance(batch, dict):
+        return tuple((key, shape_signature(value)) for key, value in batch.items())
+    if isinstance(batch, list | tuple):
+        return tuple(shape_signature(value) for value in batch)
+    return ()

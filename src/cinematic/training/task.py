@@ -100,6 +100,9 @@ class BuildContext:
     restored_state: dict[str, Any] | None = None
     """`export_state()` of the checkpoint being resumed (reuse its vocabularies), else None."""
     barrier: Callable[[], None] = lambda: None
+    """Waits for every rank. The trainer hands in `DistEnv.wait_for_others`: a barrier of its own CPU
+    (gloo) group whose timeout (`CINEMATIC_BUILD_TIMEOUT_MIN`, a day by default) is meant for waits as
+    long as a feature extraction, not the process group's (`CINEMATIC_DIST_TIMEOUT_MIN`)."""
     skipped: SkippedFiles = field(default_factory=SkippedFiles)
     """Where a build reports a training file it cannot read (`skipped.skip(path, reason)`): left out
     and listed in <run_dir>/skipped_files.json, or refused under `data.strict`."""
@@ -111,8 +114,10 @@ class BuildContext:
     @contextlib.contextmanager
     def local_main_first(self) -> Iterator[bool]:
         """Work every rank would repeat (feature extraction, tokenizer fitting): local rank 0 does it
-        while the others wait at a barrier, then they read its (atomically written) cache.
-        Yields True on the process that should do the work. Every rank calls the barrier."""
+        while the others wait at `barrier`, then they read its (atomically written) cache.
+        Yields True on the process that should do the work. Every rank calls the barrier once: the
+        others before the block, local rank 0 after it, so they wait as long as the work takes (up to
+        `CINEMATIC_BUILD_TIMEOUT_MIN`; the NCCL watchdog is not involved)."""
         if self.local_rank != 0:
             self.barrier()
         try:

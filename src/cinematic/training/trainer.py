@@ -60,7 +60,16 @@ from cinematic.training.ema import EMA
 from cinematic.training.logging import Heartbeat, RunLogger, console_logging, show_progress_bar
 from cinematic.training.metrics import LiveLoss, StepWindow
 from cinematic.training.phases import PhaseState, build_phases
-from cinematic.training.runtime import DeviceLoader, batch_len, eval_mode, forked_rng, to_device
+from cinematic.training.runtime import (
+    DeviceLoader,
+    EpochAwareDataset,
+    EpochTaggedSampler,
+    batch_len,
+    eval_mode,
+    forked_rng,
+    shape_signature,
+    to_device,
+)
 from cinematic.training.state import TrainState
 from cinematic.training.task import BuildContext, Built, StepOutput
 from cinematic.utils import atomic_write_bytes
@@ -104,7 +113,9 @@ def resolve_amp(amp: bool | str, device: torch.device) -> torch.dtype | None:
     if amp == "fp16":
         return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Native bf16 only (compute capability 8.0, Ampere, on): torch counts the emulated bf16 of a
+        # V100/T4 as supported, which runs far slower than fp16 + GradScaler there.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     log.warning(
@@ -112,6 +123,69 @@ def resolve_amp(amp: bool | str, device: torch.device) -> torch.dtype | None:
         device.type.upper(),
     )
     return None
+
+
+_SHAPES_SEEN = 3
+"""Micro-batches whose shapes must agree before cudnn.benchmark goes on."""
+
+
+@dataclass
+class _PendingStep:
+    """A step's per-phase skip flags on their way to the host, and what the bar shows of its phases."""
+
+    step: int
+    flags: torch.Tensor
+    """(phases,) float32: 1 where the phase skipped its update."""
+    shown: list[tuple[str, torch.Tensor, Any]]
+    event: Any = None
+
+    @classmethod
+    def record(
+        cls, step: int, flags: torch.Tensor, shown: list[tuple[str, torch.Tensor, Any]]
+    ) -> _PendingStep:
+        if flags.device.type != "cuda":
+            return cls(step, flags, shown)
+        host = flags.to("cpu", non_blocking=True)  # into pinned memory: the copy does not wait
+        event = torch.cuda.Event()
+        event.record()
+        return cls(step, host, shown, event)
+
+    def read(self) -> list[bool]:
+        """The flags as bools: one host synchronisation, with the step's own work only (on CUDA the
+        event of its copy; the device is usually past it when this runs)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return [flag > 0 for flag in self.flags.tolist()]
+
+
+def _step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """`optimizer.step()` unless `skip` (a float32 0/1 tensor on the device) is 1. A fused optimizer
+    (Adam, AdamW, SGD with fused=True) takes the flag as GradScaler hands it `found_inf`: the kernel
+    leaves weights and state as they were, with no host synchronisation. Others read the flag (a sync)."""
+    if getattr(optimizer, "_step_supports_amp_scaling", False):
+        optimizer.found_inf = skip  # type: ignore[attr-defined]
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+    elif not skip.item():
+        optimizer.step()
+
+
+@torch.no_grad()
+def _poison_gradients(params: list[torch.Tensor], skip: torch.Tensor) -> None:
+    """Put a NaN into one gradient element when `skip` is 1 (on the device, no sync), so that fp16's
+    GradScaler, which looks at the gradients only, skips the update and lowers the scale for a
+    non-finite loss on any rank."""
+    for param in params:
+        grad = param.grad
+        if grad is None:
+            continue
+        local = grad.to_local() if hasattr(grad, "to_local") else grad
+        if local.numel() and local.is_contiguous():
+            first = local.view(-1)[:1]
+            first.copy_(torch.where(skip > 0, torch.full_like(first, float("nan")), first))
+            return
 
 
 # -------------------------------------------------------------------------------------------- trainer
@@ -162,6 +236,7 @@ class Trainer:
             check_compatible(checkpoint, self.task_name, self.cfg)
 
         D.set_deterministic(tcfg.deterministic)
+        D.enable_tf32(env.device, tcfg.deterministic)
         D.seed_everything(tcfg.seed)  # the same on every rank: identical initial weights (FSDP needs it)
         ctx = BuildContext(
             run_dir=self.run_dir,
@@ -171,7 +246,7 @@ class Trainer:
             local_rank=env.local_rank,
             world_size=env.world_size,
             restored_state=checkpoint.get("task_state") if checkpoint else None,
-            barrier=env.barrier,
+            barrier=env.wait_for_others,  # long one-sided waits: not the process group's timeout
             skipped=SkippedFiles(strict=self.cfg.data.strict),
         )
         what = f"building the {self.task_name} run (data, features, models)"
@@ -192,6 +267,16 @@ class Trainer:
         self.ema = EMA({n: self.models[n] for n in ema_names}, tcfg.ema_decay) if tcfg.ema_decay else None
 
         self.state = TrainState()
+        self._pending: list[_PendingStep] = []
+        # Reading a step's skip flags waits for the device: on CUDA they are read one step later (by
+        # then the device has finished that step), on the CPU at once. See `_settle`.
+        self.flag_lag = 1 if env.device.type == "cuda" else 0
+        # cudnn.benchmark once the first micro-batches show fixed shapes (CUDA, not deterministic).
+        self._shapes: list[tuple] | None = (
+            []
+            if env.device.type == "cuda" and not tcfg.deterministic and not torch.backends.cudnn.benchmark
+            else None
+        )
         self._register_checkpoint_parts()
         self._last_validated_step = -1
         self._warned_metric = False
@@ -243,6 +328,7 @@ class Trainer:
         self.manual_grad_sync = (
             self.env.is_distributed and self.tcfg.strategy == "ddp" and len(self.phases) > 1
         )
+        self.amp_dtype = resolve_amp(self.tcfg.amp, self.env.device)
         for name, model in built.models.items():
             model.to(self.env.device)
             model.train()
@@ -250,11 +336,29 @@ class Trainer:
                 D.broadcast_module(model, self.env)
                 wrapped = model
             else:
-                wrapped = D.wrap_model(model, self.tcfg.strategy, self.env)
+                wrapped = D.wrap_model(model, self.tcfg.strategy, self.env, self.amp_dtype)
             self.models[name] = D.unwrap(wrapped)
             self.train_models[name] = wrapped
         self.fsdp = any(D.is_fsdp(m) for m in self.models.values())
-        self.amp_dtype = resolve_amp(self.tcfg.amp, self.env.device)
+        self.frozen_in_phase = self._done_models(built.models)
+
+    def _done_models(self, models: dict[str, nn.Module]) -> list[list[nn.Parameter]]:
+        """Per phase, the parameters of the models that only earlier phases train (a GAN's discriminator
+        in the generator phase): their update of this step is done, so the phase runs them with
+        requires_grad off (no weight gradients computed, nothing kept for them), gradients still flowing
+        through them to the inputs. Models a later phase trains stay as they are: their forward in this
+        phase may build the graph that phase back-propagates (a GAN's generated audio)."""
+        frozen = []
+        for index in range(len(self.phases)):
+            later = {id(p) for ph in self.phases[index:] for n in ph.models for p in models[n].parameters()}
+            done: dict[int, nn.Parameter] = {}
+            for phase in self.phases[:index]:
+                for name in phase.models:
+                    for param in models[name].parameters():
+                        if id(param) not in later:
+                            done[id(param)] = param
+            frozen.append(list(done.values()))
+        return frozen
 
     def _build_data(self, built: Built) -> None:
         tcfg, env, workers = self.tcfg, self.env, self.cfg.data.num_workers
@@ -269,17 +373,18 @@ class Trainer:
         drop_last = self.sampler.num_samples >= tcfg.batch_size
         loader_rng = torch.Generator()
         loader_rng.manual_seed(D.rank_seed(tcfg.seed, env.rank))
+        # Workers hold copies of the dataset made when they start. A dataset with set_epoch (per-epoch
+        # crops and augmentation) gets the epoch with every index, so its workers can stay up.
+        self.epoch_set = EpochAwareDataset(built.train_set) if hasattr(built.train_set, "set_epoch") else None
         self.train_loader = DataLoader(
-            built.train_set,
+            self.epoch_set if self.epoch_set is not None else built.train_set,
             batch_size=tcfg.batch_size,
-            sampler=self.sampler,
+            sampler=EpochTaggedSampler(self.sampler) if self.epoch_set is not None else self.sampler,
             collate_fn=built.collate_fn,
             num_workers=workers,
             drop_last=drop_last,
             pin_memory=env.device.type == "cuda",
-            # Workers hold copies of the dataset made when they start: a dataset with set_epoch needs
-            # fresh workers each epoch to see the new epoch (per-epoch crops and augmentation).
-            persistent_workers=workers > 0 and not hasattr(built.train_set, "set_epoch"),
+            persistent_workers=workers > 0,
             generator=loader_rng,  # keeps the global torch RNG untouched by iter(loader)
         )
         n = self.sampler.num_samples
@@ -294,6 +399,7 @@ class Trainer:
                 shuffle=False,
                 collate_fn=built.collate_fn,
                 num_workers=workers,
+                pin_memory=env.device.type == "cuda",
                 persistent_workers=workers > 0,
             )
             self.val_loader = DeviceLoader(loader, env.device)
@@ -340,8 +446,8 @@ class Trainer:
         while not stop:
             self.sampler.set_epoch(state.epoch)
             self.sampler.set_start(state.batch_in_epoch * self.tcfg.batch_size)
-            if hasattr(self.built.train_set, "set_epoch"):
-                self.built.train_set.set_epoch(state.epoch)
+            if self.epoch_set is not None:
+                self.epoch_set.set_epoch(state.epoch)
             batches = iter(self.train_loader)
             while not stop:
                 group = list(itertools.islice(batches, self.tcfg.gradient_accumulation_steps))
@@ -365,6 +471,7 @@ class Trainer:
     def _finish(
         self, metrics_before: dict[str, float] | None, last_metrics: dict[str, float] | None
     ) -> TrainResult:
+        self._settle()
         step = self.state.step
         # The last validation counts as final only if it ran at this very step.
         if self.val_loader is not None and self._last_validated_step != step:
@@ -401,6 +508,7 @@ class Trainer:
         return stop, metrics
 
     def _save(self, step: int, periodic: bool, best: bool = False) -> None:
+        self._settle()  # the counters and the EMA of every step so far
         self.heartbeat.doing("saving a checkpoint")
         self.checkpoints.save(step, periodic=periodic, best=best)
 
@@ -430,63 +538,121 @@ class Trainer:
         """One optimizer step of every phase over an accumulation group of micro-batches."""
         state = self.state
         group = [to_device(batch, self.env.device) for batch in group]
+        if self._shapes is not None:
+            self._watch_shapes(group)
         scratches: list[dict[str, Any]] = [{} for _ in group]
-        stepped = [self._phase_step(ps, group, scratches) for ps in self.phase_states]
+        flags, shown = [], []
+        for index, ps in enumerate(self.phase_states):
+            flag, phase_loss = self._phase_step(ps, group, scratches, index)
+            flags.append(flag)
+            shown.append(phase_loss)
         state.step += 1
-        if not all(stepped):
+        self._pending.append(_PendingStep.record(state.step, torch.stack(flags), shown))
+        if len(self._pending) > self.flag_lag:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Act on the skip flags of the steps taken so far: count skipped steps (a step whose update was
+        skipped in any phase) and stop after `max_nan_skips` in a row, update the EMA after every step
+        that was not skipped (docs/training.md: a step skipped in one GAN phase does not move it), feed
+        the progress bar. Called before anything changes the weights again (the next step's first
+        optimizer update), before logging, validating and saving, and at the end: so on CUDA, where the
+        flags are read a step late, the abort comes at most one step late, and the EMA, the counters and
+        every checkpoint are exactly as if each step had been read at once."""
+        state = self.state
+        while self._pending:
+            pending = self._pending.pop(0)
+            skipped = pending.read()
+            if self.live is not None:
+                for (phase, loss, items), skip in zip(pending.shown, skipped):
+                    self.live.add(phase, loss, items, skip)
+            if not any(skipped):
+                state.nan_streak = 0
+                if self.ema is not None:
+                    self.ema.update()
+                continue
             state.nan_streak += 1
             state.nan_total += 1
             self.logger.message(
-                f"step {state.step}: non-finite loss or gradients, update skipped ({state.nan_streak} in a row)"
+                f"step {pending.step}: non-finite loss or gradients, update skipped ({state.nan_streak} in a row)"
             )
             if state.nan_streak >= self.tcfg.max_nan_skips:
+                self._pending.clear()
                 raise UserError(
-                    f"training stopped at step {state.step}: {state.nan_streak} consecutive steps had a "
+                    f"training stopped at step {pending.step}: {state.nan_streak} consecutive steps had a "
                     "non-finite loss or gradients (training.max_nan_skips). Lower training.learning_rate, set "
                     "or lower training.gradient_clip_val, increase training.warmup_steps, try training.amp: "
                     "false, and check the data for silent or broken items"
                 )
-        else:
-            state.nan_streak = 0
-        if any(stepped) and self.ema is not None:
-            self.ema.update()
 
-    def _phase_step(self, ps: PhaseState, group: list[Any], scratches: list[dict[str, Any]]) -> bool:
-        """Forward/backward/step of one phase; False when the update was skipped (non-finite)."""
+    def _watch_shapes(self, group: list[Any]) -> None:
+        """Turn on cudnn.benchmark when the first micro-batches all have the same shapes (fixed crops,
+        HiFi-GAN's segments); with varying shapes every new one would be autotuned again."""
+        assert self._shapes is not None
+        self._shapes.extend(shape_signature(batch) for batch in group)
+        if len(set(self._shapes)) > 1:
+            self._shapes = None
+        elif len(self._shapes) >= _SHAPES_SEEN:
+            self._shapes = None
+            if D.enable_cudnn_benchmark(self.tcfg.deterministic) and self.env.is_main_process:
+                log.info("fixed batch shapes: cudnn.benchmark on")
+
+    @contextlib.contextmanager
+    def _frozen(self, index: int) -> Iterator[None]:
+        """Phase `index` with the parameters of the models earlier phases train set to requires_grad
+        False (`_done_models`); a parameter the task froze itself stays frozen."""
+        params = [p for p in self.frozen_in_phase[index] if p.requires_grad]
+        for param in params:
+            param.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for param in params:
+                param.requires_grad_(True)
+
+    def _phase_step(
+        self, ps: PhaseState, group: list[Any], scratches: list[dict[str, Any]], index: int
+    ) -> tuple[torch.Tensor, tuple[str, torch.Tensor, Any]]:
+        """Forward/backward/step of one phase. Returns its skip flag, a float32 tensor on the device (1:
+        the update was skipped for a non-finite loss or gradient, the same on every rank), and what the
+        progress bar shows of it. Nothing here waits for the device when the optimizer is fused."""
+        env = self.env
         ps.optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=self.env.device)
+        loss_sum = torch.zeros((), device=env.device)
         items = 0
-        for index, (batch, scratch) in enumerate(zip(group, scratches)):
-            with self._no_sync(enabled=index < len(group) - 1):
-                with self._autocast():
-                    out: StepOutput = self.task.training_step(
-                        self.train_models, batch, ps.phase.name, scratch
-                    )
-                loss = out.loss.float() / len(group)
-                (ps.scaler.scale(loss) if ps.scaler is not None else loss).backward()
-            loss_sum += out.loss.detach().float()
-            items += out.num_items if out.num_items is not None else batch_len(batch)
-            self.window.add_metrics(out.metrics, len(group))
+        with self._frozen(index):
+            for micro, (batch, scratch) in enumerate(zip(group, scratches)):
+                with self._no_sync(enabled=micro < len(group) - 1):
+                    with self._autocast():
+                        out: StepOutput = self.task.training_step(
+                            self.train_models, batch, ps.phase.name, scratch
+                        )
+                    loss = out.loss.float() / len(group)
+                    (ps.scaler.scale(loss) if ps.scaler is not None else loss).backward()
+                loss_sum += out.loss.detach().float()
+                items += out.num_items if out.num_items is not None else batch_len(batch)
+                self.window.add_metrics(out.metrics, len(group))
         if self.manual_grad_sync:
-            D.average_gradients(ps.params, self.env)
-        if ps.scaler is not None:
-            ps.scaler.unscale_(ps.optimizer)
-        grad_norm = ps.clip_gradients(self.tcfg.gradient_clip_val, self.env.device)
-        # fp16: an inf gradient is the scaler's business (it skips and lowers the scale), not a NaN skip.
-        bad = ~torch.isfinite(loss_sum)
-        if ps.scaler is None:
-            bad = bad | ~torch.isfinite(grad_norm)
-        skip = D.any_true(bool(bad.item()), self.env)
-        lr = ps.optimizer.param_groups[0]["lr"]  # this step's rate
-        if skip:
-            ps.optimizer.zero_grad(set_to_none=True)
-            if ps.scaler is not None:
-                ps.scaler.update()  # closes this step's unscale_ (and lowers the scale after an inf)
-        elif ps.scaler is not None:
-            ps.scaler.step(ps.optimizer)
-            ps.scaler.update()
+            D.average_gradients(ps.params, env)
+        scaler = ps.scaler
+        if scaler is not None:
+            # fp16: an inf gradient is the scaler's business (it skips and lowers the scale), not a NaN
+            # skip. A non-finite loss on any rank is: it makes the scaler skip on every rank.
+            skip = D.max_over_ranks_((~torch.isfinite(loss_sum)).float(), env)
+            _poison_gradients(ps.params, skip)
+            scaler.unscale_(ps.optimizer)
+            grad_norm = ps.clip_gradients(self.tcfg.gradient_clip_val, env.device)
         else:
-            ps.optimizer.step()
+            grad_norm = ps.clip_gradients(self.tcfg.gradient_clip_val, env.device)
+            skip = D.max_over_ranks_((~(torch.isfinite(loss_sum) & torch.isfinite(grad_norm))).float(), env)
+        if index == 0:
+            self._settle()  # the previous step's flags (read late on CUDA), before the weights change
+        lr = ps.optimizer.param_groups[0]["lr"]  # this step's rate
+        if scaler is not None:
+            scaler.step(ps.optimizer)  # a fused optimizer takes the scaler's inf flag on the device
+            scaler.update()  # lowers the scale after an inf
+        else:
+            _step_unless(ps.optimizer, skip)
         with warnings.catch_warnings():
             # A skipped update (NaN guard, fp16 scaler) still advances the schedule: the step is spent.
             warnings.filterwarnings(
@@ -495,13 +661,13 @@ class Trainer:
             ps.scheduler.step()
         mean_loss = loss_sum / len(group)
         self.window.add_phase(ps.phase.name, mean_loss, lr, grad_norm, items)
-        if self.live is not None:
-            self.live.add(ps.phase.name, mean_loss, items, skip)
-        return not skip
+        return skip, (ps.phase.name, mean_loss, items)
 
     def _log_step(self) -> None:
         step = self.state.step
         log_now = step % self.cfg.logging.log_every_steps == 0 or step >= self.total_steps
+        if log_now:
+            self._settle()  # train/nan_skips of every step so far
         live = self.live
         if live is not None:  # the bar (rank 0): new figures at most every 0.5 s (one device sync)
             if live.due() or step >= self.total_steps:
@@ -529,6 +695,7 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Validation metrics with the EMA weights, in eval mode, without gradients (every rank runs it:
         FSDP's forward is a collective); rank 0's numbers are broadcast so every rank decides alike."""
+        self._settle()  # the EMA of every step so far
         step = self._last_validated_step = self.state.step
         if self.val_loader is None or not hasattr(self.task, "validate"):
             return {}
