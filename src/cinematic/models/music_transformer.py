@@ -41,6 +41,8 @@ added on the first call (empty cache) and never produce logits.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,7 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cinematic.models.layers import Dropout, KVCache, keep_mask
+from cinematic.models.layers import Dropout, KVCache, draw_seed, keep_mask
+
+ATTENTION_IMPLS = ("auto", "chunked", "sdpa", "flex")
 
 
 @dataclass
@@ -78,6 +82,13 @@ class MusicTransformerConfig:
     query_chunk: int = 128
     """Uncached attention runs over blocks of this many queries (0: one block); the output does
     not depend on it, only speed and memory do (see `RelativeMultiheadAttention.attend`)."""
+    attention_impl: Literal["auto", "chunked", "sdpa", "flex"] = "auto"
+    """The kernel of uncached attention (training, prefill): `chunked` (`ChunkedRelativeAttention`),
+    `sdpa` (F.scaled_dot_product_attention with the skewed Q·Eᵀ as an additive float mask), `flex`
+    (FlexAttention, Q·Eᵀ gathered by distance in a score_mod; no attention-weight dropout) or `auto`
+    (chunked on CPU, sdpa on CUDA). Resolved per call from the tensors' device, so a checkpoint
+    trained on a GPU runs on a CPU unchanged; checkpoints from before this field load as `auto`.
+    Decoding one token at a time always takes the cached single-query path."""
 
     @property
     def head_dim(self) -> int:
@@ -89,6 +100,10 @@ class MusicTransformerConfig:
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         self.condition_sizes = tuple(int(n) for n in self.condition_sizes)
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention_impl!r}"
+            )
 
 
 # ------------------------------------------------------------------------------ relative attention
@@ -149,7 +164,7 @@ class ChunkedRelativeAttention(torch.autograd.Function):
     cache (2× faster training at 2 × 1024 tokens on CPU). The result does not depend on the chunk size.
 
     Forward, per chunk: W = softmax(Q Kᵀ + skew(Q Eᵀ)) masked, W̃ = W ⊙ M (dropout keep-mask M),
-    O = W̃ V / (1 − p). Saved: W and W̃ of each chunk, and O.
+    O = W̃ V / (1 − p).
     Backward, per chunk, with dO' = dO / (1 − p) (the attention backward of FlashAttention, Dao et
     al. 2022, appendix B.2):
         dV += W̃ᵀ dO',   dW = (dO' Vᵀ) ⊙ M,   dS = W ⊙ (dW − δ) = (dO' Vᵀ) ⊙ W̃ − δ W,   δ = rowsum(dO ⊙ O)
@@ -157,90 +172,274 @@ class ChunkedRelativeAttention(torch.autograd.Function):
     δ equals rowsum(dW ⊙ W) (Σ_j dW_ij W_ij = dO'_i · (W̃ V)_i) but costs a pass over the (Lq, D_h)
     output instead of the (Lq, Lk) weights; blocked entries need no fill, as W is 0 there. The skew
     only moves numbers, so dP, the gradient of its zero-padded input Q Eₚᵀ, is dS laid behind one
-    row of zeros in the same buffer, and dS is written straight there. Autograd's graph of the same
-    forward spent ~8 % of a training step on the slice, skew and mask backward copies this avoids.
+    row of zeros in the same buffer, and dS is written straight there; dP's first column (the pad's
+    zero row of Eₚ) adds nothing, so dQ and dE read dP without it against the unpadded table. The
+    batch rows run as one batched product (B·H matrices), not a loop over them. Autograd's graph of
+    the same forward spent ~8 % of a training step on the slice, skew and mask backward copies this
+    avoids.
+
+    Saved for backward: Q, K, V, the distance table and O (in the compute dtype), each chunk's W
+    once, and with dropout each chunk's mask *seed* (an int, `draw_seed`): the backward redraws M
+    from it (`keep_mask(W, p, seed)` gives the same mask again) instead of keeping W̃ = W ⊙ M as a
+    second (Lq, Lk) tensor per chunk — FlashAttention keeps its Philox seed the same way.
+
+    Mixed precision: `torch.amp.custom_fwd` / `custom_bwd` for this class's device type (this class:
+    CPU; `CudaChunkedRelativeAttention`: CUDA). Under autocast the forward casts q, k, v and the
+    table to the autocast dtype (bf16/fp16) itself — the products run in it, the softmax in fp32 —
+    and the backward runs under the forward's autocast state. The gradients of K, V and the table
+    sum one term per chunk (and per batch row for the table): they accumulate in fp32 buffers and
+    are cast back to the inputs' dtypes at the end (dQ has one term per chunk and stays in the
+    compute dtype); every gradient is returned in its input's dtype.
 
     Inputs: q (B, H, Lq, D_h) scaled by 1/√D_h, the last Lq of the Lk positions of k and v; table
     (H, Lk, D_h) the distance rows Lk − 1 … 0; mask (Lq, Lk) bool, True = blocked, causal;
     `causal_only`: the mask blocks nothing but the future (only the diagonal blocks are filled)."""
 
-    @staticmethod
-    def forward(
-        ctx: Any,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        table: torch.Tensor,
-        mask: torch.Tensor,
-        query_chunk: int,
-        p: float,
-        causal_only: bool,
-    ) -> torch.Tensor:
-        b, h, lq, d = q.shape
-        lk = k.size(-2)
-        past = lk - lq
-        table = table.to(q.dtype)  # under autocast q is bf16/fp16 and E fp32 (autograd casts dE back)
-        chunks = _query_chunks(lq, query_chunk)
-        out = q.new_empty(b, lq, h, d)  # time-major: the caller's merge of the heads is a view
-        saved = []
-        for start, stop in chunks:
-            keys = past + stop  # the last query of this chunk sees keys 0 … past + stop − 1
-            weights = relative_softmax(
-                q[:, :, start:stop],
-                k[:, :, :keys],
-                table[:, lk - keys :],
-                mask[start:stop, :keys],
-                masked_from=past + start if causal_only else 0,
-            )
-            kept = weights * keep_mask(weights, p) if p > 0 else weights
-            out[:, start:stop] = torch.matmul(kept, v[:, :, :keys]).transpose(1, 2)
-            saved += [weights, kept] if p > 0 else [weights]
-        y = out.transpose(1, 2)
-        if p > 0:  # the 1/(1 − p) rescale on the (Lq, D_h) output, not the (Lq, Lk) weights
-            y.mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(q, k, v, table, y, *saved)
-        ctx.chunks, ctx.p = chunks, p
-        return y
+    device_type = "cpu"
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx: Any, *args: Any) -> torch.Tensor:
+        return _chunked_forward(ctx, "cpu", *args)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     @once_differentiable
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, k, v, table, y, *saved = ctx.saved_tensors
-        p = ctx.p
-        b, h, lq, d = q.shape
-        lk = k.size(-2)
-        past = lk - lq
-        delta = (grad_y * y).sum(-1, keepdim=True)  # (B, H, Lq, 1)
-        grad_o = (grad_y * (1.0 / (1.0 - p)) if p > 0 else grad_y).contiguous().flatten(0, 1)
-        q3, k3, v3 = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)  # (B·H, L, D_h) views
-        grad_q, grad_k, grad_v = torch.empty_like(q3), torch.zeros_like(k3), torch.zeros_like(v3)
-        grad_table = torch.zeros_like(table)
-        per_chunk = 2 if p > 0 else 1
-        for i, (start, stop) in enumerate(ctx.chunks):
-            n, keys = stop - start, past + stop
-            weights = saved[i * per_chunk].flatten(0, 1)  # (B·H, n, keys)
-            kept = saved[i * per_chunk + per_chunk - 1].flatten(0, 1)  # W̃ (W itself when p = 0)
-            qc, kc, vc, grad_oc = q3[:, start:stop], k3[:, :keys], v3[:, :keys], grad_o[:, start:stop]
-            grad_v[:, :keys].baddbmm_(kept.transpose(1, 2), grad_oc)
-            # per (batch, head): n zeros, then dS — read as (n, keys + 1) this is dP
-            padded_grad = q3.new_empty(b * h, n * (keys + 1))
-            padded_grad[:, :n] = 0
-            grad_s = padded_grad[:, n:].view(b * h, n, keys)
-            torch.bmm(grad_oc, vc.transpose(1, 2), out=grad_s)  # dW̃
-            # dS = W ⊙ (dW̃ ⊙ M − δ) = dW̃ ⊙ W̃ − δ W: two passes, and no need to keep M itself
-            grad_s.mul_(kept).addcmul_(weights, delta.flatten(0, 1)[:, start:stop], value=-1)
-            grad_k[:, :keys].baddbmm_(grad_s.transpose(1, 2), qc)
-            torch.bmm(grad_s, kc, out=grad_q[:, start:stop])
-            padded_grad = padded_grad.view(b, h, n, keys + 1)
-            padded_table = F.pad(table[:, lk - keys :], (0, 0, 1, 0))  # (H, keys + 1, D_h)
-            grad_padded_table = torch.zeros_like(padded_table)
-            for j in range(b):  # per batch row: E is shared across the batch, not copied for it
-                rows = slice(j * h, (j + 1) * h)
-                grad_q[rows, start:stop].baddbmm_(padded_grad[j], padded_table)
-                grad_padded_table.baddbmm_(padded_grad[j].transpose(1, 2), qc[rows])
-            grad_table[:, lk - keys :] += grad_padded_table[:, 1:]  # row 0 is the skew's zero pad
-        grads = (grad_q.view_as(q), grad_k.view_as(k), grad_v.view_as(v), grad_table)
-        return *grads, None, None, None, None
+        return _chunked_backward(ctx, grad_y)
+
+
+class CudaChunkedRelativeAttention(ChunkedRelativeAttention):
+    """`ChunkedRelativeAttention` with its autocast decorators for CUDA (`custom_fwd` and
+    `custom_bwd` take the device type when the class is defined)."""
+
+    device_type = "cuda"
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx: Any, *args: Any) -> torch.Tensor:
+        return _chunked_forward(ctx, "cuda", *args)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    @once_differentiable
+    def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return _chunked_backward(ctx, grad_y)
+
+
+def chunked_attention_function(device: torch.device) -> type[ChunkedRelativeAttention]:
+    """The `ChunkedRelativeAttention` class whose autocast decorators match `device`."""
+    return CudaChunkedRelativeAttention if device.type == "cuda" else ChunkedRelativeAttention
+
+
+def _compute_dtype(device_type: str, dtype: torch.dtype) -> torch.dtype:
+    """The autocast dtype when autocast is on for `device_type` (and `dtype` is floating), else `dtype`."""
+    if dtype.is_floating_point and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+def _chunked_forward(
+    ctx: Any,
+    device_type: str,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    table: torch.Tensor,
+    mask: torch.Tensor,
+    query_chunk: int,
+    p: float,
+    causal_only: bool,
+) -> torch.Tensor:
+    ctx.input_dtypes = (q.dtype, k.dtype, v.dtype, table.dtype)
+    dtype = _compute_dtype(device_type, q.dtype)
+    # under autocast q/k/v are already bf16/fp16 (they come out of a Linear) and E is fp32
+    q, k, v, table = (x.to(dtype) for x in (q, k, v, table))
+    b, h, lq, d = q.shape
+    lk = k.size(-2)
+    past = lk - lq
+    chunks = _query_chunks(lq, query_chunk)
+    out = q.new_empty(b, lq, h, d)  # time-major: the caller's merge of the heads is a view
+    saved, seeds = [], []
+    # W̃ lives only until its chunk's W̃·V: one buffer, sized for the largest chunk, serves them all
+    largest = max(stop - start for start, stop in chunks) * b * h
+    kept_buffer = q.new_empty(largest * lk) if p > 0 else None
+    for start, stop in chunks:
+        keys = past + stop  # the last query of this chunk sees keys 0 … past + stop − 1
+        weights = relative_softmax(
+            q[:, :, start:stop],
+            k[:, :, :keys],
+            table[:, lk - keys :],
+            mask[start:stop, :keys],
+            masked_from=past + start if causal_only else 0,
+        )
+        kept = weights
+        if p > 0:  # one seed per chunk: the backward redraws this mask instead of keeping W̃
+            seeds.append(draw_seed())
+            kept = keep_mask(weights, p, seeds[-1], out=kept_buffer).mul_(weights)
+        out[:, start:stop] = torch.matmul(kept, v[:, :, :keys]).transpose(1, 2)
+        saved.append(weights)
+    y = out.transpose(1, 2)
+    if p > 0:  # the 1/(1 − p) rescale on the (Lq, D_h) output, not the (Lq, Lk) weights
+        y.mul_(1.0 / (1.0 - p))
+    ctx.save_for_backward(q, k, v, table, y, *saved)
+    ctx.chunks, ctx.p, ctx.seeds = chunks, p, seeds
+    return y
+
+
+def _accumulate(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc += a @ b (batched). An fp32 `acc` takes a bf16/fp16 product rounded once, so the sum over
+    chunks never rounds to the low precision (CPU's baddbmm_ needs one dtype for all three)."""
+    if acc.dtype == a.dtype:
+        acc.baddbmm_(a, b)
+    else:
+        acc.add_(torch.bmm(a, b))
+
+
+def _chunked_backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    q, k, v, table, y, *saved = ctx.saved_tensors
+    p = ctx.p
+    b, h, lq, d = q.shape
+    lk = k.size(-2)
+    past = lk - lq
+    grad_y = grad_y.to(y.dtype)
+    delta = (grad_y * y).sum(-1, keepdim=True).flatten(0, 1)  # (B·H, Lq, 1)
+    grad_o = (grad_y * (1.0 / (1.0 - p)) if p > 0 else grad_y).contiguous().flatten(0, 1)
+    q3, k3, v3 = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)  # (B·H, L, D_h) views
+    # dK, dV and dE sum a term per chunk: fp32 accumulators whatever the compute dtype
+    grad_q = torch.empty_like(q3)
+    grad_k = torch.zeros_like(k3, dtype=torch.float32)
+    grad_v = torch.zeros_like(v3, dtype=torch.float32)
+    grad_table = torch.zeros_like(table, dtype=torch.float32)
+    # E per (batch, head) for the batched dP·E: a view when B = 1, else one copy of the small table
+    table_rows = table if b == 1 else table.repeat(b, 1, 1)  # (B·H, Lk, D_h)
+    # one buffer for every chunk's dP (and one for its redrawn W̃), sized for the largest chunk: a
+    # fresh (Lq, Lk)-sized tensor per chunk costs page faults on CPU
+    largest = max(stop - start for start, stop in ctx.chunks) * b * h
+    grad_buffer = q3.new_empty(largest * (lk + 1))
+    kept_buffer = q3.new_empty(largest * lk) if p > 0 else None
+    for i, (start, stop) in enumerate(ctx.chunks):
+        n, keys = stop - start, past + stop
+        weights = saved[i]  # (B, H, n, keys)
+        kept = weights
+        if p > 0:  # W̃, its mask redrawn from the forward's seed
+            kept = keep_mask(weights, p, ctx.seeds[i], out=kept_buffer).mul_(weights)
+        weights, kept = weights.flatten(0, 1), kept.flatten(0, 1)  # (B·H, n, keys)
+        qc, kc, vc, grad_oc = q3[:, start:stop], k3[:, :keys], v3[:, :keys], grad_o[:, start:stop]
+        _accumulate(grad_v[:, :keys], kept.transpose(1, 2), grad_oc)
+        # per (batch, head): n zeros, then dS — read as (n, keys + 1) this is dP
+        padded_grad = grad_buffer[: b * h * n * (keys + 1)].view(b * h, n * (keys + 1))
+        padded_grad[:, :n] = 0
+        grad_s = padded_grad[:, n:].view(b * h, n, keys)
+        torch.bmm(grad_oc, vc.transpose(1, 2), out=grad_s)  # dW̃
+        # dS = W ⊙ (dW̃ ⊙ M − δ) = dW̃ ⊙ W̃ − δ W: two passes, and no need to keep M itself
+        grad_s.mul_(kept).addcmul_(weights, delta[:, start:stop], value=-1)
+        _accumulate(grad_k[:, :keys], grad_s.transpose(1, 2), qc)
+        torch.bmm(grad_s, kc, out=grad_q[:, start:stop])
+        # dP without its first column (the pad row of Eₚ is zero, and its gradient is dropped)
+        grad_p = padded_grad.view(b * h, n, keys + 1)[:, :, 1:]
+        grad_q[:, start:stop].baddbmm_(grad_p, table_rows[:, lk - keys :])
+        grad_rows = torch.bmm(grad_p.transpose(1, 2), qc)  # (B·H, keys, D_h): per batch row
+        if b > 1:  # E is shared across the batch: sum its rows' terms (in fp32)
+            grad_rows = grad_rows.view(b, h, keys, d).sum(0, dtype=torch.float32)
+        grad_table[:, lk - keys :] += grad_rows
+    q_dtype, k_dtype, v_dtype, table_dtype = ctx.input_dtypes
+    grads = (
+        grad_q.view_as(q).to(q_dtype),
+        grad_k.view_as(k).to(k_dtype),
+        grad_v.view_as(v).to(v_dtype),
+        grad_table.to(table_dtype),
+    )
+    return *grads, None, None, None, None
+
+
+# ------------------------------------------------------------------------------ fused attention
+
+
+def relative_bias(q: torch.Tensor, table: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The additive float mask of the SDPA path: skew(Q Eᵀ) (eq. 2's S_rel) with −inf where `mask` is
+    True. q (B, ..., Lq, D_h) scaled, table (..., Lk, D_h) the distance rows Lk − 1 … 0, mask
+    broadcastable to (B, ..., Lq, Lk) → (B, ..., Lq, Lk) in q's dtype, laid out with a row stride
+    that is a multiple of 16 (the memory-efficient CUDA kernel would copy it into such a layout)."""
+    padded = _by_distance(q, F.pad(table.to(q.dtype), (0, 0, 1, 0)))
+    s_rel = _shift_padded(padded)
+    lk = s_rel.size(-1)
+    bias = s_rel.new_empty(*s_rel.shape[:-1], -(-lk // 16) * 16)[..., :lk]
+    bias.copy_(s_rel)
+    return bias.masked_fill_(mask, float("-inf"))
+
+
+def sdpa_relative_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    table: torch.Tensor,
+    mask: torch.Tensor,
+    p: float = 0.0,
+    blocks: int = 0,
+) -> torch.Tensor:
+    """Eq. 2 through F.scaled_dot_product_attention: the relative logits and the causal/local −inf go
+    in as one float attention mask (`relative_bias`), so softmax(QKᵀ + mask)·V runs fused (CUDA's
+    memory-efficient kernel takes a float mask and returns its gradient, through which Q and E get
+    theirs). q (B, H, Lq, D_h) already scaled (so `scale=1`); `dropout_p = p` drops attention weights
+    inside the kernel with its own generator. `blocks` > 0: the H axis holds H × blocks local blocks
+    (table (H, 1, Lk, D_h), mask (blocks, Lq, Lk))."""
+    if blocks:
+        b, hn, lq, d = q.shape
+        bias = relative_bias(q.unflatten(1, (hn // blocks, blocks)), table, mask).flatten(1, 2)
+    else:
+        bias = relative_bias(q, table, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, scale=1.0)
+
+
+_COMPILED_FLEX: Callable[..., torch.Tensor] | None = None
+
+
+def _flex_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
+    """flex_attention compiled once per process on an accelerator (eager, it materializes the scores);
+    eager on CPU, where it is a forward-only reference."""
+    global _COMPILED_FLEX
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type == "cpu":
+        return flex_attention
+    if _COMPILED_FLEX is None:
+        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED_FLEX
+
+
+def flex_relative_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, table: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 2 through FlexAttention. q (B, H, Lq, D_h) scaled, the last Lq of the Lk positions of k, v;
+    table (H, R, D_h) the rows of distances 0 … R − 1 (R − 1 the clipping distance, or Lk − 1 when
+    nothing is clipped); mask (Lq, Lk) bool, True = blocked. The score_mod adds
+    (q_i · E_R)[d] with d = clip(past + i − j, 0, R − 1) to the score of query i and key j."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    lq, lk = q.size(-2), k.size(-2)
+    past, rows = lk - lq, table.size(-2)
+    by_distance = _by_distance(q, table)  # (B, H, Lq, R): every query against every distance
+    allowed = ~mask
+
+    def score_mod(score, b, h, q_idx, kv_idx):  # FlexAttention calls it per (batch, head, query, key)
+        distance = (q_idx + past - kv_idx).clamp(0, rows - 1)
+        return score + by_distance[b, h, q_idx, distance]
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return allowed[q_idx, kv_idx]
+
+    block_mask = create_block_mask(mask_mod, None, None, lq, lk, device=q.device)
+    return _flex_kernel(q.device)(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=1.0)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, stacklevel=3)
 
 
 def _query_chunks(num_queries: int, chunk: int) -> list[tuple[int, int]]:
@@ -259,6 +458,7 @@ class RelativeMultiheadAttention(nn.Module):
         self.local = cfg.attention == "local"
         self.block = cfg.local_block_length
         self.query_chunk = cfg.query_chunk
+        self.attention_impl = cfg.attention_impl
         self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
         self.out = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         # E: one vector per head and distance 0 … max_relative_position (a Parameter: saved, trained)
@@ -276,16 +476,50 @@ class RelativeMultiheadAttention(nn.Module):
         distances = torch.arange(num_keys - 1, -1, -1, device=self.relative_embeddings.device)
         return self.relative_embeddings[:, distances.clamp(max=self.max_relative_position)]
 
+    def impl(self, device: torch.device) -> str:
+        """The attention kernel for tensors on `device`: `attention_impl`, with `auto` resolved."""
+        if self.attention_impl == "auto":
+            return "sdpa" if device.type == "cuda" else "chunked"
+        return self.attention_impl
+
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """q (B, H, Lq, D_h) are the last Lq of the Lk key positions; mask (Lq, Lk) bool, True = blocked
         (causal, and for local attention also the window). Returns (B, H, Lq, D_h)."""
         if q.size(-2) == 1 and not self.training:
             return self._attend_one_query(q, k, v, mask)
-        table = self.distance_embeddings(k.size(-2))
         p = self.dropout if self.training else 0.0
-        return ChunkedRelativeAttention.apply(
-            q * self.head_dim**-0.5, k, v, table, mask, self.query_chunk, p, not self.local
-        )
+        q = q * self.head_dim**-0.5
+        impl = self.impl(q.device)
+        if impl == "flex":
+            return self._attend_flex(q, k, v, mask)
+        table = self.distance_embeddings(k.size(-2))
+        if impl == "sdpa":
+            return sdpa_relative_attention(q, k, v, table, mask, p)
+        function = chunked_attention_function(q.device)
+        return function.apply(q, k, v, table, mask, self.query_chunk, p, not self.local)
+
+    def _attend_flex(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """FlexAttention: the score_mod adds q_i · E[clip(i − j)], gathered from the (B, H, Lq, R) products
+        of each query with the R distance rows it can use (no skew, no (Lq, Lk) relative logits in
+        memory); the mask becomes a block mask, so fully blocked (128 × 128) tiles are skipped. q is
+        scaled already. No attention-weight dropout on this path (FlexAttention has none)."""
+        if self.training and self.dropout > 0:
+            _warn_once(
+                "flex-dropout",
+                "attention_impl='flex' applies no dropout to the attention weights (FlexAttention has "
+                "none); residual, feed-forward and embedding dropout still apply",
+            )
+        if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+            raise ValueError(
+                "attention_impl='flex' has no backward on CPU (torch's FlexAttention runs only its "
+                "forward there); train on CPU with 'chunked' (or 'sdpa')"
+            )
+        lk = k.size(-2)
+        rows = min(lk, self.max_relative_position + 1)
+        table = self.relative_embeddings[:, :rows].to(q.dtype)  # distances 0 … rows − 1, in order
+        return flex_relative_attention(q, k, v, table, mask)
 
     def _attend_one_query(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
@@ -311,16 +545,23 @@ class RelativeMultiheadAttention(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 for (B, H, n, Lq, D_h) blocks of queries, each against its own (B, H, n, Lk, D_h) keys,
-        through autograd (the blocks are short: no chunking needed)."""
+        through autograd (the blocks are short: no chunking needed), or SDPA with the blocks as heads."""
         q = q * self.head_dim**-0.5
         table = self.distance_embeddings(k.size(-2)).unsqueeze(1)  # broadcast over batch and blocks
+        p = self.dropout if self.training else 0.0
+        if self.impl(q.device) == "sdpa":
+            b, h, n, lq, d = q.shape
+            y = sdpa_relative_attention(
+                q.flatten(1, 2), k.flatten(1, 2), v.flatten(1, 2), table, mask, p, blocks=n
+            )
+            return y.view(b, h, n, lq, d)
         weights = relative_softmax(q, k, table, mask)
-        if not (self.training and self.dropout > 0):
+        if p == 0:
             return torch.matmul(weights, v)
         # attention dropout with the 1/(1 − p) rescale moved from the (Lq, Lk) weights to the
         # (Lq, D_h) output — the same value, one pass fewer over the big tensor
-        kept = weights * keep_mask(weights, self.dropout)
-        return torch.matmul(kept, v) * (1.0 / (1.0 - self.dropout))
+        kept = weights * keep_mask(weights, p)
+        return torch.matmul(kept, v) * (1.0 / (1.0 - p))
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None, layer: int = 0
@@ -338,6 +579,8 @@ class RelativeMultiheadAttention(nn.Module):
             elif mask is None:
                 mask = causal_mask(t, past, x.device)
             y = self.attend(q, k, v, mask)
+        elif self.local and self.impl(x.device) == "flex":  # the block mask skips the far tiles
+            y = self.attend(q, k, v, local_mask(t, 0, self.block, x.device))
         elif self.local:
             y = self._local_blocks(q, k, v)
         else:
