@@ -265,3 +265,61 @@ def test_vocode_command_writes_copy_synthesis_and_mel_inputs(trained, tone_dir, 
     assert sf.info(out2).frames == 12 * 256
     np.save(mel, np.zeros((40, 12), dtype=np.float32))
     assert main(["vocode", "--checkpoint", ckpt, "--mel", str(mel), "--out", str(out2)]) == 2  # UserError
+
+
+def test_unreadable_audio_in_a_vocoder_folder_is_skipped_and_listed_or_refused_with_strict(
+    tone_dir, tmp_path, capsys
+):
+    """The dataset reads clips lazily: a broken file found only mid-training would stop the run, so the
+    build probes every file's header and ends once (a text file named .wav, an empty WAV, a FLAC cut in
+    half: its start decodes, its end does not)."""
+    import io
+    import json
+    import shutil
+
+    from cinematic.cli import main
+    from cinematic.utils import torch_threads
+
+    data = tmp_path / "data"
+    shutil.copytree(tone_dir, data)
+    (data / "a" / "broken.wav").write_text("not audio\n" * 40)
+    sf.write(data / "b" / "empty.wav", np.zeros(0, np.float32), SR)
+    flac = io.BytesIO()
+    sf.write(flac, tone(1.0, 330.0), SR, format="FLAC")
+    (data / "b" / "cut.flac").write_bytes(flac.getvalue()[: len(flac.getvalue()) // 2])
+    common = ["train", "vocoder", "--config", "tiny", "--data_dir", str(data), "--set", "vocoder.segment_size=1024",
+              "--set", "training.max_steps=1", "--set", "training.batch_size=2", "--set", "data.val_fraction=0.34",
+              "--set", "data.num_workers=0"]  # fmt: skip
+
+    assert main([*common, "--work_dir", str(tmp_path / "strict"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'a' / 'broken.wav'}: cannot decode audio" in err and "Traceback" not in err
+
+    with torch_threads(1):  # a tiny model: a second thread only spins on a busy machine
+        assert main([*common, "--work_dir", str(tmp_path / "skip")]) == 0
+    report = json.loads((tmp_path / "skip" / "vocoder" / "skipped_files.json").read_text())
+    reasons = {Path(f["path"]).relative_to(data).as_posix(): f["reason"] for f in report["files"]}
+    assert set(reasons) == {"a/broken.wav", "b/cut.flac", "b/empty.wav"}
+    assert "no audio samples" in reasons["b/empty.wav"] and "cannot decode audio" in reasons["b/cut.flac"]
+    assert (
+        torch.load(tmp_path / "skip" / "vocoder" / "checkpoints" / "last.pth", weights_only=True)["step"] == 1
+    )
+
+
+def test_copy_synthesis_of_a_clip_shorter_than_one_window_is_a_clear_error(trained, tmp_path, capsys):
+    from cinematic.cli import main
+
+    short = tmp_path / "short.wav"
+    sf.write(short, tone(0.015, 220.0), SR)  # 330 samples: more than a hop, less than the STFT's padding
+    argv = [
+        "vocode",
+        "--checkpoint",
+        str(trained[0].last_checkpoint),
+        "--wav",
+        str(short),
+        "--out",
+        str(tmp_path / "o.wav"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{short}: audio too short for copy-synthesis" in err and "Traceback" not in err

@@ -235,9 +235,13 @@ class Vocoder:
                 audio = audio.mean(axis=0)
             if sample_rate is not None and sample_rate != self.sample_rate:
                 audio = resample(audio, sample_rate, self.sample_rate)
-        if len(audio) < self.hop_length:
+        window = self.mel_config.n_fft  # the analysis mel's reflect padding needs at least one window
+        if len(audio) < window:
+            source = f"{wav}: " if isinstance(wav, str | Path) else ""
             raise UserError(
-                f"audio too short for copy-synthesis: {len(audio)} samples < one hop ({self.hop_length})"
+                f"{source}audio too short for copy-synthesis: {len(audio)} samples "
+                f"({len(audio) / self.sample_rate * 1000:.0f} ms) < one analysis window ({window} samples); "
+                "pass a longer clip"
             )
         return self.vocode(self.mel(audio), chunk_frames=chunk_frames)
 

@@ -69,6 +69,27 @@ def find_audio_files(root: Path) -> list[Path]:
     )
 
 
+def audio_problem(path: Path) -> str | None:
+    """Why the vocoder cannot train on an audio file (None when it can): its header cannot be read, it
+    holds no samples, or its first or last block does not decode. Cheap enough for every file of a corpus
+    at build time (the header and two small reads, not a full decode): the dataset reads its clips lazily,
+    so a file found broken only then would stop the run mid-training."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            if handle.frames <= 0:
+                return "the file holds no audio samples"
+            block = min(handle.frames, 4096)
+            handle.read(block, dtype="float32")
+            if handle.frames > block and handle.seekable():
+                handle.seek(handle.frames - block)
+                handle.read(block, dtype="float32")
+    except Exception as exc:  # libsndfile reports corrupt data with several exception types
+        return f"cannot decode audio ({exc}); is it a valid wav/flac/ogg/mp3?"
+    return None
+
+
 class AudioStore:
     """Mono float32 audio at one sample rate, with cheap random access to a span of samples.
 
@@ -314,6 +335,12 @@ class VocoderTask:
         paths = find_audio_files(Path(data_dir))
         if not paths:
             raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found below {data_dir}")
+        paths = _readable(paths, ctx)
+        if not paths:
+            raise UserError(
+                f"none of the audio files below {data_dir} can be read (each was reported above); "
+                "check that they are valid wav/flac/ogg/mp3 files"
+            )
         store = AudioStore(
             self.mel_cfg.sample_rate, ctx.cache_dir / f"vocoder_audio_{self.mel_cfg.sample_rate}"
         )
@@ -516,6 +543,19 @@ class VocoderTask:
     def export_state(self) -> dict[str, Any]:
         """The MelConfig (checked by every user of this vocoder) and the resolved model settings."""
         return {"mel_config": self.mel_cfg.model_dump(), "model_config": asdict(self.model_cfg)}
+
+
+def _readable(paths: list[Path], ctx: BuildContext) -> list[Path]:
+    """The files the vocoder can read; each other one is reported to `ctx.skipped` (raises under
+    data.strict) and left out."""
+    usable = []
+    for path in paths:
+        problem = audio_problem(path)
+        if problem is None:
+            usable.append(path)
+        else:
+            ctx.skipped.skip(path, problem)
+    return usable
 
 
 class MusicVocoderTask(VocoderTask):
