@@ -336,7 +336,12 @@ def test_evaluate_reports_all_metrics(synth, voice_run):
     assert report["n_clips"] == 2
     for key, value in summary.items():  # the summary is the mean over the clips
         assert value == pytest.approx(np.nanmean([row[key] for row in report["clips"]]))
-    assert summary["mcd_db"] > 0 and -1 <= summary["speaker_similarity"] <= 1
+    assert set(summary) == {"mcd_db", "mel_log_dct_distance", "f0_rmse_hz", "speaker_similarity",
+                            "duration_mae_frames", "length_error"}  # fmt: skip
+    # the standard MCD (SPTK mel-cepstra) and the log-mel DCT distance are different measures
+    assert summary["mcd_db"] > 0 and summary["mel_log_dct_distance"] > 0
+    assert summary["mcd_db"] != pytest.approx(summary["mel_log_dct_distance"], rel=0.05)
+    assert -1 <= summary["speaker_similarity"] <= 1 and report["skipped"] == []
     # a tiny model's predicted durations are not the aligner's (a metric comparing a duration with
     # itself would give 0); that the metric measures the right thing is tested just below
     assert summary["duration_mae_frames"] > 0.1 and 0 < summary["length_error"] < 1
@@ -550,3 +555,254 @@ def test_several_sentences_are_spoken_one_by_one_with_a_pause(synth):
     np.testing.assert_allclose(two[:, : one.shape[1]], one, atol=1e-5)
     pause = two[:, one.shape[1] : one.shape[1] + 5]
     assert np.allclose(pause, np.log(1e-5))
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+
+@pytest.fixture(scope="module")
+def cli_voice(voice_run, tmp_path_factory) -> list[str]:
+    """`--checkpoint` (the trained voice) and `--vocoder` (a tiny untrained HiFi-GAN) for CLI calls."""
+    vocoder = tmp_path_factory.mktemp("cli_vocoder") / "vocoder.pth"
+    _vocoder_checkpoint(vocoder, voice_run["cfg"].voice_model.audio)
+    return ["--checkpoint", str(voice_run["result"].best_checkpoint), "--vocoder", str(vocoder)]
+
+
+@pytest.fixture(scope="module")
+def bad_clips(voice_run, tmp_path_factory) -> dict[str, Path]:
+    """Clips a new user might pass: 10 ms of tone, digital silence, -80 dBFS hiss, a text file named .wav,
+    and (usable) the first held-out clip as 48 kHz stereo."""
+    import soundfile as sf
+
+    from cinematic.data.audio import load_audio, resample
+
+    folder = tmp_path_factory.mktemp("bad_clips")
+    sr = 22050
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)).astype(np.float32)
+    sf.write(folder / "short.wav", tone[: sr // 100], sr)
+    sf.write(folder / "silent.wav", np.zeros(sr, np.float32), sr)
+    hiss = np.random.default_rng(0).uniform(-1e-4, 1e-4, sr).astype(np.float32)
+    sf.write(folder / "quiet.wav", hiss, sr)
+    (folder / "garbage.wav").write_text("not audio at all\n" * 50)
+    speech, rate = load_audio(sorted(voice_run["heldout"].glob("*.wav"))[0])
+    speech48 = resample(speech, rate, 48000)
+    sf.write(folder / "stereo48k.wav", np.stack([speech48, 0.6 * speech48], axis=1), 48000)
+    return {path.stem: path for path in folder.glob("*.wav")}
+
+
+def _cli_error(capsys, argv: list) -> str:
+    """Run the CLI, expect exit status 2 without a traceback; its stderr."""
+    from cinematic.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and "error: " in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the text to speak is empty"),
+        ("  \t ", "the text to speak is empty"),
+        ("🎵🎵 ©®", "the text '🎵🎵 ©®' has nothing to pronounce in 'en'"),
+    ],
+    ids=["empty", "whitespace", "symbols"],
+)
+def test_cli_synthesize_refuses_text_with_nothing_to_say(cli_voice, text, expected, tmp_path, capsys):
+    """Empty text was an IndexError from the phonemizer; "🎵🎵 ©®" was read out by espeak-ng as
+    "musical musical copyright registered" and written as 2 s of audio with exit status 0."""
+    out = tmp_path / "o.wav"
+    err = _cli_error(capsys, ["synthesize", *cli_voice, "--text", text, "--speaker", "en_anna", "--out", out])
+    assert expected in err and not out.exists()
+
+
+def test_sentences_with_nothing_to_pronounce_stay_with_their_neighbours(synth):
+    from cinematic.generation.speech import split_sentences
+
+    assert split_sentences("... Hello there. 🎵! Bye.") == ["... Hello there. 🎵!", "Bye."]
+    assert synth.mel("... Hello there. 🎵! Bye.", language="en", speaker="en_anna").shape[1] > 5
+
+
+@pytest.mark.parametrize(
+    ("clip", "expected"),
+    [
+        ("short", "has only 10 ms of sound"),
+        ("silent", "is silent (every sample is 0)"),
+        ("quiet", "is silent (its peak is -78 dBFS)"),  # -80 dBFS hiss, in 16-bit PCM
+        ("garbage", "cannot decode audio"),
+    ],
+)
+def test_cli_synthesize_names_an_unusable_reference_clip(
+    cli_voice, bad_clips, clip, expected, tmp_path, capsys
+):
+    """The 10 ms clip was a ValueError traceback from the speaker encoder; the -80 dBFS one passed as a
+    voice (normalised to -30 dBFS: a d-vector of hiss)."""
+    argv = [
+        "synthesize",
+        *cli_voice,
+        "--text",
+        "Hello.",
+        "--reference",
+        bad_clips[clip],
+        "--out",
+        tmp_path / "o.wav",
+    ]
+    err = _cli_error(capsys, argv)
+    assert f"reference clip {bad_clips[clip]}: " in err and expected in err
+    assert "a few seconds of clear speech" in err and not (tmp_path / "o.wav").exists()
+
+
+def test_cli_synthesize_clones_from_a_48khz_stereo_clip(cli_voice, bad_clips, synth, voice_run, tmp_path):
+    import soundfile as sf
+
+    from cinematic.cli import main
+    from cinematic.models.speaker_encoder import cosine_similarity
+
+    out = tmp_path / "o.wav"
+    argv = ["synthesize", *cli_voice, "--text", "Hello there.", "--reference", bad_clips["stereo48k"]]
+    assert main([str(a) for a in [*argv, "--out", out]]) == 0
+    assert sf.info(str(out)).samplerate == 22050 and sf.info(str(out)).channels == 1
+    # downmixed and resampled, not misread: the voice of the clip it was made from
+    original = sorted(voice_run["heldout"].glob("*.wav"))[0]
+    vectors = [synth.reference_dvector(p) for p in (bad_clips["stereo48k"], original)]
+    assert cosine_similarity(*vectors) > 0.99
+
+
+def test_cli_unknown_speaker_and_language_list_what_the_checkpoint_knows(cli_voice, tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    err = _cli_error(capsys, ["synthesize", *cli_voice, "--text", "Hi.", "--speaker", "bob", "--out", out])
+    assert "unknown speaker 'bob'; this model knows: en_anna, es_lucia" in err
+    argv = [
+        "synthesize",
+        *cli_voice,
+        "--text",
+        "Hi.",
+        "--speaker",
+        "en_anna",
+        "--language",
+        "tlh",
+        "--out",
+        out,
+    ]
+    err = _cli_error(capsys, argv)
+    assert "unknown language 'tlh'; this model knows: en, es" in err and "--language" in err
+
+
+@pytest.mark.parametrize("clip", ["garbage", "silent", "short"])
+def test_cli_clone_names_an_unusable_clip(voice_run, bad_clips, clip, tmp_path, capsys):
+    ref = _copy_clips(voice_run["heldout"], tmp_path / "newvoice", 2)
+    bad = sorted(ref.glob("*.wav"))[0]
+    shutil.copy(bad_clips[clip], bad)
+    out = tmp_path / "cloned.pth"
+    ckpt = voice_run["result"].best_checkpoint
+    err = _cli_error(
+        capsys, ["clone", "--checkpoint", ckpt, "--reference_dir", ref, "--steps", "1", "--out", out]
+    )
+    assert f"reference clip {bad}: " in err and f"Remove it (and its transcript) from {ref}" in err
+    assert not out.exists()
+
+
+def test_cli_clone_takes_a_48khz_stereo_clip_and_refuses_a_language_the_model_lacks(
+    voice_run, bad_clips, tmp_path, capsys
+):
+    from cinematic.cli import main
+
+    ref = _copy_clips(voice_run["heldout"], tmp_path / "newvoice", 2)
+    shutil.copy(bad_clips["stereo48k"], sorted(ref.glob("*.wav"))[0])  # the same recording, 48 kHz stereo
+    out = tmp_path / "cloned.pth"
+    ckpt = str(voice_run["result"].best_checkpoint)
+    argv = ["clone", "--checkpoint", ckpt, "--reference_dir", str(ref), "--steps", "1", "--out", str(out)]
+    assert main(argv) == 0 and out.is_file()
+    capsys.readouterr()
+    (ref / "speaker.json").write_text('{"language": "it"}', encoding="utf-8")
+    err = _cli_error(capsys, argv)
+    assert (
+        "language 'it' is not one this model knows (en, es, fr, de)" in err
+        and str(ref / "speaker.json") in err
+    )
+
+
+def test_cli_evaluate_leaves_out_unusable_clips_and_lists_them(
+    voice_run, bad_clips, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    from cinematic.cli import main
+    from cinematic.generation import speech
+
+    monkeypatch.setattr(speech, "_vocoder_from", lambda spec, device: GriffinLimVocoder(MelConfig()))
+    monkeypatch.setattr(speech.evaluate_voice, "__defaults__", (1,))
+    data = tmp_path / "eval"
+    anna = _copy_clips(voice_run["data"] / "en_anna", data / "en_anna", 1)
+    for name, clip in (("a_broken", "garbage"), ("b_silent", "silent")):  # sorted before the good clip
+        shutil.copy(bad_clips[clip], anna / f"{name}.wav")
+        (anna / f"{name}.txt").write_text("Hello there.", encoding="utf-8")
+    ckpt = str(voice_run["result"].best_checkpoint)
+    report = tmp_path / "report.json"
+    argv = ["evaluate", "voice", "--checkpoint", ckpt, "--vocoder", ckpt, "--data_dir", str(data)]
+    assert main([*argv, "--out", str(report)]) == 0
+    assert "2 file(s) left out" in capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert result["n_clips"] == 1 and [Path(s["path"]).name for s in result["skipped"]] == [
+        "a_broken.wav",
+        "b_silent.wav",
+    ]
+    assert (
+        "cannot decode audio" in result["skipped"][0]["reason"] and "silent" in result["skipped"][1]["reason"]
+    )
+    # nothing usable left: a clear error
+    for clip in sorted(anna.glob("en_anna_*.wav")):
+        clip.unlink()
+    err = _cli_error(capsys, argv)
+    assert f"{data}: none of its clips can be used" in err
+
+
+def test_unusable_files_in_a_voice_folder_are_skipped_and_listed_or_refused_with_strict(
+    voice_run, bad_clips, tmp_path, capsys
+):
+    """A corrupt WAV, a silent one, a transcript that is not UTF-8 and a malformed speaker.json: the run
+    trains on the rest and lists them in skipped_files.json; --strict refuses the first one."""
+    import json
+
+    from cinematic.cli import main
+
+    data = tmp_path / "voice"
+    shutil.copytree(voice_run["data"], data)
+    anna, lucia = data / "en_anna", data / "es_lucia"
+    corrupt, silent = sorted(anna.glob("*.wav"))[:2]
+    shutil.copy(bad_clips["garbage"], corrupt)
+    shutil.copy(bad_clips["silent"], silent)
+    transcript = sorted(lucia.glob("*.txt"))[0]
+    transcript.write_bytes(b"\xff\xfe not UTF-8 \xff")
+    (lucia / "speaker.json").write_text('{"language": "es",', encoding="utf-8")
+    work = tmp_path / "work"
+    shutil.copytree(voice_run["root"] / "work" / "cache", work / "cache")  # the good clips' features
+    common = ["train", "voice", "--stage", "acoustic", "--config", "tiny", "--data_dir", str(data),
+              "--set", "training.max_steps=1", "--set", "data.num_workers=0"]  # fmt: skip
+
+    err = _cli_error(capsys, [*common, "--work_dir", tmp_path / "strict", "--strict"])
+    assert "data.strict is on" in err
+    assert any(f"{p}: " in err for p in (corrupt, silent, transcript, lucia / "speaker.json"))
+    assert not (tmp_path / "strict" / "voice" / "checkpoints").exists()
+
+    assert main([*common, "--work_dir", str(work)]) == 0
+    report = json.loads((work / "voice" / "skipped_files.json").read_text())
+    reasons = {Path(f["path"]): f["reason"] for f in report["files"]}
+    assert set(reasons) == {corrupt, silent, transcript, lucia / "speaker.json"} and report["count"] == 4
+    assert "cannot decode audio" in reasons[corrupt] and "silent" in reasons[silent]
+    assert "not UTF-8" in reasons[transcript] and "not a JSON object" in reasons[lucia / "speaker.json"]
+
+
+def test_a_language_espeak_does_not_know_names_the_file_that_set_it(voice_run, tmp_path):
+    from cinematic.data.tokenizers.phonemes import TextFrontEnd
+    from cinematic.data.voice import read_items
+
+    data = tmp_path / "voice"
+    _copy_clips(voice_run["data"] / "en_anna", data / "en_anna", 1)
+    (data / "en_anna" / "speaker.json").write_text('{"language": 5}', encoding="utf-8")
+    with pytest.raises(
+        UserError, match=r"no voice for language '5'.*set by the \"language\" of .*speaker\.json"
+    ):
+        read_items(data, TextFrontEnd("phonemes"), MelConfig(), "en")

@@ -14,9 +14,11 @@ The speaker encoder is passed in (anything with `embed(wav, sample_rate) -> (256
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 
 from cinematic.configs.model_config import MelConfig
-from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
+from cinematic.data.skips import UnreadableFile
+from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd, espeak_voice
 from cinematic.errors import UserError
 from cinematic.utils import file_sha1
 
@@ -36,6 +39,14 @@ FEATURE_VERSION = 1
 """Bump when the cached features change meaning."""
 TRIM_TOP_DB = 40.0
 DVECTOR_DIM = 256
+SILENCE_PEAK = 1e-3
+"""A clip whose peak stays below this (−60 dBFS) is silent."""
+MIN_SOUND_S = 0.1
+"""Sound a clip needs between its first and last sample above 1 % of its peak: less gives no d-vector
+(the speaker encoder's limit) and no usable frames."""
+
+OnUnreadable = Callable[[Path, str], None]
+"""Where a reader reports a file it leaves out or ignores (`SkippedFiles.skip`: path, reason)."""
 
 
 class SpeakerEmbedder(Protocol):
@@ -61,16 +72,39 @@ class Features:
     """(256,) GE2E d-vector of the clip (zeros without a speaker encoder)."""
 
 
+def clip_problem(wav: np.ndarray, sample_rate: int) -> str | None:
+    """Why a clip is no use as speech (None when it is): no samples, NaN/inf samples, silence (peak below
+    −60 dBFS), or less than `MIN_SOUND_S` of sound once its quiet ends (under 1 % of the peak) are cut."""
+    wav = np.asarray(wav)
+    if wav.size == 0:
+        return "the clip holds no samples"
+    if not np.isfinite(wav).all():
+        return "the clip holds NaN or infinite samples"
+    magnitude = np.abs(wav if wav.ndim == 1 else wav.mean(axis=0))
+    peak = float(magnitude.max())
+    if peak < SILENCE_PEAK:
+        level = f"its peak is {20 * math.log10(peak):.0f} dBFS" if peak > 0 else "every sample is 0"
+        return f"the clip is silent ({level})"
+    loud = np.flatnonzero(magnitude > 0.01 * peak)
+    sound = (loud[-1] - loud[0] + 1) / sample_rate
+    if sound < MIN_SOUND_S:
+        return f"the clip has only {sound * 1000:.0f} ms of sound (at least {MIN_SOUND_S:g} s is needed)"
+    return None
+
+
 def load_clip(path: Path, mel_cfg: MelConfig) -> np.ndarray:
     """Audio at the model's rate with leading and trailing silence trimmed (the aligner has no silence
-    token at the edges; trimming keeps them from being glued onto the first and last phonemes)."""
+    token at the edges; trimming keeps them from being glued onto the first and last phonemes).
+    `UnreadableFile` (its `reason` says why) for a file that cannot be decoded or holds no usable sound
+    (`clip_problem`)."""
     import librosa
 
     from cinematic.data.audio import load_audio
 
     wav, _ = load_audio(path, sample_rate=mel_cfg.sample_rate)
-    if wav.size == 0 or not np.any(wav):
-        raise UserError(f"{path}: the clip is empty or silent")
+    problem = clip_problem(wav, mel_cfg.sample_rate)
+    if problem is not None:
+        raise UnreadableFile(path, problem)
     trimmed, _ = librosa.effects.trim(wav, top_db=TRIM_TOP_DB, frame_length=1024, hop_length=256)
     return trimmed.astype(np.float32) if trimmed.size >= mel_cfg.hop_length * 4 else wav
 
@@ -120,21 +154,27 @@ class FeatureCache:
         self.extra = {"voice_task": FEATURE_VERSION, "dvectors": with_dvectors, "trim_top_db": TRIM_TOP_DB}
 
     def get(self, audio: Path) -> Features:
+        """The clip's features; `UnreadableFile` when it cannot be decoded or holds no usable sound."""
         from cinematic.data.preprocessing import feature_key
 
         if self.store is None:
             if audio not in self.memory:
-                self.memory[audio] = extract_features(
-                    load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder
-                )
+                self.memory[audio] = self._extract(audio)
             return self.memory[audio]
         key = feature_key(file_sha1(audio), "voice_fastspeech2", self.mel_cfg, self.extra)
         cached = self.store.load(key)
         if cached is not None and set(Features.__dataclass_fields__) <= set(cached):
             return Features(**{k: cached[k] for k in Features.__dataclass_fields__})
-        features = extract_features(load_clip(audio, self.mel_cfg), self.mel_cfg, self.encoder)
+        features = self._extract(audio)
         self.store.store(key, asdict(features))
         return features
+
+    def _extract(self, audio: Path) -> Features:
+        wav = load_clip(audio, self.mel_cfg)
+        try:
+            return extract_features(wav, self.mel_cfg, self.encoder)
+        except UserError as err:  # the speaker encoder found too little sound for a d-vector
+            raise UnreadableFile(audio, str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------- TextGrids
@@ -259,18 +299,31 @@ def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 
 def read_items(
-    data_dir: Path, front: TextFrontEnd, mel_cfg: MelConfig, default_language: str
+    data_dir: Path,
+    front: TextFrontEnd,
+    mel_cfg: MelConfig,
+    default_language: str,
+    on_unreadable: OnUnreadable | None = None,
 ) -> list[VoiceItem]:
-    """Utterances of a voice folder with their symbols (TextGrid phones when one sits beside the clip)."""
+    """Utterances of a voice folder with their symbols (TextGrid phones when one sits beside the clip).
+
+    `on_unreadable(path, reason)` hears of the metadata files the folder reader ignored (a speaker.json
+    or <utt>.json that is no JSON object, a transcript that is not UTF-8). A language espeak-ng does not
+    know is a `UserError` naming where it was set."""
     from cinematic.data.dataset import read_voice_dir
 
     utterances = read_voice_dir(data_dir)
+    if on_unreadable is not None:
+        for path, reason in _metadata_problems(data_dir):
+            on_unreadable(path, reason)
     if not utterances:
         raise UserError(
             f"no utterances found in {data_dir}: expected <speaker>/<utt>.wav with <utt>.txt beside it "
             "(or an LJSpeech/VCTK folder)"
         )
     languages = [u.language or default_language for u in utterances]
+    if front.mode == "phonemes":
+        _check_languages([u.audio_path for u in utterances], languages)
     symbols = front.batch([u.text for u in utterances], languages)
     items = []
     for utt, language, syms in zip(utterances, languages, symbols, strict=True):
@@ -285,3 +338,78 @@ def read_items(
             continue
         items.append(VoiceItem(utt.audio_path, utt.text, utt.speaker, language, list(syms), durations))
     return items
+
+
+def _check_languages(clips: list[Path], languages: list[str]) -> None:
+    """A `UserError` naming the metadata that set a language espeak-ng has no voice for."""
+    for language in sorted(set(languages)):
+        try:
+            espeak_voice(language)
+        except UserError as err:
+            where = sorted(
+                {_language_source(clip, language) for clip, lang in zip(clips, languages) if lang == language}
+            )
+            shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+            raise UserError(
+                f"{err}. It is set by {shown}: write an espeak-ng language code there (en, es, fr-fr, de, ...)"
+            ) from None
+
+
+def _language_source(clip: Path, language: str) -> str:
+    """Where a clip's language came from: its <utt>.json or a speaker.json, else the default."""
+    for candidate in (
+        clip.with_suffix(".json"),
+        clip.parent / "speaker.json",
+        clip.parent.parent / "speaker.json",
+    ):
+        if _json_language(candidate) == language:
+            return f'the "language" of {candidate}'
+    return "voice_model.languages (its first entry is the default language)"
+
+
+def _json_language(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(value["language"]) if isinstance(value, dict) and value.get("language") else None
+
+
+def _metadata_problems(data_dir: Path) -> list[tuple[Path, str]]:
+    """Metadata `read_voice_dir` ignores with a warning: a speaker.json (or, in the <speaker>/<utt>.wav
+    layout, an <utt>.json) that is no JSON object, and transcripts beside clips that are not UTF-8."""
+    from cinematic.data.audio import AUDIO_SUFFIXES
+    from cinematic.data.dataset import detect_voice_layout
+
+    seed = detect_voice_layout(data_dir) == "seed"
+    folders = [data_dir]
+    if seed:
+        folders += sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    problems = []
+    for folder in folders:
+        paths = [folder / "speaker.json"]
+        if seed and folder != data_dir:
+            paths += sorted(
+                p for p in folder.rglob("*") if p.suffix in {".json", ".txt"} and p.name != "speaker.json"
+            )
+        for path in paths:
+            is_clip_file = any(path.with_suffix(s).is_file() for s in AUDIO_SUFFIXES)
+            if not path.is_file() or (path.name != "speaker.json" and not is_clip_file):
+                continue
+            try:
+                # as read_voice_dir reads them: transcripts may start with a BOM, JSON may not
+                text = path.read_text(encoding="utf-8-sig" if path.suffix == ".txt" else "utf-8")
+            except (OSError, UnicodeDecodeError):
+                effect = "its clip is left out" if path.suffix == ".txt" else "its labels are ignored"
+                problems.append((path, f"not UTF-8 text, so {effect}; re-save it as UTF-8"))
+                continue
+            if path.suffix == ".json":
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
+                    value = exc
+                if not isinstance(value, dict):
+                    problems.append(
+                        (path, f"not a JSON object ({value}), so its labels (language, ...) are ignored")
+                    )
+    return problems

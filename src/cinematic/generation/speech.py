@@ -15,8 +15,8 @@ import argparse
 import json
 import logging
 import math
-import os
 import re
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,21 @@ from pydantic import ValidationError
 
 from cinematic.checkpoint_io import find_companion, inference_weights, read_checkpoint
 from cinematic.configs.model_config import MelConfig, VoiceModelConfig
-from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
-from cinematic.data.voice import FeatureCache, VoiceDataset, VoiceItem, collate, load_clip, read_items
+from cinematic.data.skips import UnreadableFile
+from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd, speakable
+from cinematic.data.voice import (
+    FeatureCache,
+    VoiceDataset,
+    VoiceItem,
+    clip_problem,
+    collate,
+    load_clip,
+    read_items,
+)
 from cinematic.errors import UserError
 from cinematic.generation.vocode import Vocoder
 from cinematic.models.fastspeech import FastSpeech2, FastSpeech2Config, VarianceStats, teacher_forced
-from cinematic.utils import atomic_write
+from cinematic.utils import atomic_write, default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +102,31 @@ def _vocoder_from(spec: Any, device: str | torch.device) -> Any:
 
 
 SENTENCE_PAUSE_S = 0.2
+REFERENCE_HINT = (
+    "Pass a recording of the voice to clone: a few seconds of clear speech (3 to 10 s work best), "
+    "as wav, flac, ogg or mp3 at any sample rate."
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
 
 
+def _sentence(reason: str) -> str:
+    """`reason` ending in a full stop (or its own ? or !), to go before another sentence."""
+    return reason if reason.endswith((".", "?", "!")) else f"{reason}."
+
+
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
-    """Sentences of `text` (split after . ! ? followed by space); very long ones are cut at commas/spaces."""
+    """Sentences of `text` (split after . ! ? followed by space); very long ones are cut at commas/spaces.
+    A piece with nothing to pronounce ("...", "🎵!") stays with its neighbour."""
     from cinematic.data.tokenizers.phonemes import ABBREVIATIONS
 
     abbreviations = {a for table in ABBREVIATIONS.values() for a in table if a.endswith(".")}
     merged: list[str] = []
     for piece in _SENTENCE_END.split(text.strip()):
-        if merged and merged[-1].split()[-1].lower() in abbreviations:  # "Dr. Smith" is one sentence
+        if merged and (
+            not speakable(merged[-1])
+            or not speakable(piece)
+            or merged[-1].split()[-1].lower() in abbreviations  # "Dr. Smith" is one sentence
+        ):
             merged[-1] = f"{merged[-1]} {piece}"
         else:
             merged.append(piece)
@@ -245,19 +268,32 @@ class VoiceSynthesizer:
     def reference_dvector(
         self, reference: str | Path | np.ndarray, sample_rate: int | None = None
     ) -> np.ndarray:
-        """The d-vector of a reference clip (a file, or samples at `sample_rate`, default the model's)."""
+        """The d-vector of a reference clip: a file (any rate and channel count: downmixed, and resampled
+        by the speaker encoder), or samples ((samples,) or (channels, samples)) at `sample_rate`, default
+        the model's. A `UserError` naming the clip when it cannot be decoded, is silent or too short."""
         from cinematic.data.audio import load_audio
         from cinematic.models.speaker_encoder import SpeakerEncoder
 
         if isinstance(reference, (str, Path)):
-            wav, sr = load_audio(reference)
+            name = f"reference clip {reference}"
+            if not Path(reference).is_file():
+                raise UserError(f"reference clip not found: {reference}. {REFERENCE_HINT}")
+            try:
+                wav, sr = load_audio(reference)
+            except UnreadableFile as err:
+                raise UserError(f"{name}: {_sentence(err.reason)} {REFERENCE_HINT}") from None
         else:
+            name = "the reference clip"
             wav, sr = np.asarray(reference, dtype=np.float32), sample_rate or self.sample_rate
-        if not np.any(wav):
-            raise UserError(
-                f"reference clip {reference if isinstance(reference, (str, Path)) else ''} is silent"
-            )
-        return (self.speaker_encoder() or SpeakerEncoder()).embed(wav, sr)
+            if wav.ndim == 2:
+                wav = wav.mean(axis=0 if wav.shape[0] < wav.shape[1] else 1)
+        problem = clip_problem(wav, sr)
+        if problem is not None:
+            raise UserError(f"{name}: {_sentence(problem)} {REFERENCE_HINT}")
+        try:
+            return (self.speaker_encoder() or SpeakerEncoder()).embed(wav, sr)
+        except UserError as err:  # too little sound once the encoder trims the quiet ends
+            raise UserError(f"{name}: {_sentence(str(err))} {REFERENCE_HINT}") from None
 
     def conditioning(
         self, speaker: str | None = None, reference: Any = None
@@ -277,16 +313,38 @@ class VoiceSynthesizer:
             )
         return 0, self.reference_dvector(reference)
 
-    def tokens(self, text: str, language: str) -> torch.Tensor:
+    def check_text(self, text: str, language: str) -> None:
+        """A `UserError` for a language the model does not know, or text with nothing to pronounce."""
         if language not in self.state["languages"]:
             raise UserError(
-                f"unknown language {language!r}; this model knows: {', '.join(self.state['languages'])}"
+                f"unknown language {language!r}; this model knows: {', '.join(self.state['languages'])} "
+                "(pass one of them with --language)"
             )
+        if not text.strip():
+            raise UserError('the text to speak is empty: pass the words to say, e.g. --text "Hello there."')
+        if not speakable(text):
+            raise UserError(
+                f"the text {text[:80]!r} has nothing to pronounce in {language!r}: it holds no letters or "
+                "digits, only symbols, emoji or punctuation. Write out the words to say (numbers are read out)."
+            )
+
+    def tokens(self, text: str, language: str) -> torch.Tensor:
+        self.check_text(text, language)
         if language not in self.state.get("trained_languages", self.state["languages"]):
             log.warning("language %r had no training data: expect an accent", language)
-        ids = self.table.encode(self.front.symbols(text, language), context=f"text {text[:40]!r}")
+        symbols = self.front.symbols(text, language)
+        ids = self.table.encode(symbols, context=f"text {text[:40]!r}")
         if not ids:
-            raise UserError(f"nothing to say in {text!r} (no symbol of it is known to the model)")
+            unknown = " ".join(self.table.unknown(symbols))
+            raise UserError(
+                f"the text {text[:80]!r} has nothing this model can pronounce in {language!r}: "
+                + (
+                    f"none of its symbols ({unknown}) occurred in the training data"
+                    if unknown
+                    else "it gives no symbols"
+                )
+                + ". Write the words in that language (and its script), or pick another --language."
+            )
         return torch.tensor([ids], device=self.device)
 
     # ------------------------------------------------------------------------------------------ synthesis
@@ -324,6 +382,7 @@ class VoiceSynthesizer:
         short pause between them."""
         from cinematic.data.audio import LOG_MEL_FLOOR
 
+        self.check_text(text, kwargs.get("language", "en"))  # the whole text, before any sentence of it
         pieces = [
             self.infer(sentence, **kwargs)["mel"][0].T.float().cpu().numpy()
             for sentence in split_sentences(text)
@@ -389,10 +448,29 @@ def _reference_items(
     if not pairs:
         raise UserError(f"{reference_dir}: no clips with transcripts; put <utt>.wav with <utt>.txt beside it")
     symbols = front.batch([t for _, t in pairs], [language] * len(pairs))
-    return [
-        VoiceItem(clip, text, reference_dir.name, language, syms)
-        for (clip, text), syms in zip(pairs, symbols, strict=True)
-    ]
+    items = []
+    for (clip, text), syms in zip(pairs, symbols, strict=True):
+        if syms:
+            items.append(VoiceItem(clip, text, reference_dir.name, language, syms))
+        else:
+            log.warning("leaving out %s: its transcript has nothing to pronounce in %r", clip, language)
+    if not items:
+        raise UserError(
+            f"{reference_dir}: no transcript has anything to pronounce in {language!r}; write the words "
+            "spoken in each <utt>.txt"
+        )
+    return items
+
+
+def _reference_features(cache: FeatureCache, clip: Path, reference_dir: Path) -> Any:
+    """A clip's features for adaptation; a `UserError` naming a clip that cannot be used."""
+    try:
+        return cache.get(clip)
+    except UnreadableFile as err:
+        raise UserError(
+            f"reference clip {clip}: {_sentence(err.reason)} Remove it (and its transcript) from {reference_dir} or "
+            f"replace it. {REFERENCE_HINT}"
+        ) from None
 
 
 def adapt(
@@ -431,9 +509,14 @@ def adapt(
         or read_json_labels(reference_dir / "speaker.json").get("language")
         or state.get("trained_languages", state["languages"])[0]
     )
+    if language not in state["languages"]:
+        raise UserError(
+            f"{reference_dir}: language {language!r} is not one this model knows "
+            f'({", ".join(state["languages"])}); set "language" in {reference_dir / "speaker.json"} to one of them'
+        )
     items = _reference_items(reference_dir, synth.front, language, synth.mel_config)
     cache = FeatureCache(None, synth.mel_config, synth.speaker_encoder())
-    feats = [cache.get(it.audio_path) for it in items]
+    feats = [_reference_features(cache, it.audio_path, reference_dir) for it in items]
     items = [it for it, f in zip(items, feats, strict=True) if len(f.mel) >= len(it.symbols)]
     if not items:
         raise UserError(f"{reference_dir}: every clip is shorter than its transcript needs")
@@ -493,21 +576,80 @@ def adapt(
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
+MCD_ORDER = 24
+"""Mel-cepstral order of `mel_cepstral_distortion`: coefficients c1..c24 are compared (c0, the frame's
+log gain, is left out)."""
+MCD_DB = 10.0 * math.sqrt(2.0) / math.log(10.0)
+"""dB per unit of Euclidean mel-cepstral distance (Kubichek 1993; cepstra in natural-log units)."""
+
+
+def _dtw_path(ref: np.ndarray, syn: np.ndarray) -> np.ndarray:
+    """DTW path (K, 2) of (ref frame, syn frame) between (dims, T) feature sequences (Euclidean)."""
+    import librosa
+
+    _, path = librosa.sequence.dtw(X=ref, Y=syn, metric="euclidean")
+    return path[::-1]
+
+
+def mel_cepstra(
+    wav: np.ndarray,
+    sample_rate: int,
+    order: int = MCD_ORDER,
+    frame_length: int = 1024,
+    hop_length: int = 256,
+    alpha: float | None = None,
+) -> np.ndarray:
+    """SPTK mel-cepstra (T, order + 1) of a waveform: `pysptk.mcep` (mel-cepstral analysis, as SPTK's
+    `frame | window | mcep`) of Blackman-windowed frames, with the all-pass constant for the sample rate
+    (`pysptk.util.mcepalpha`: 0.455 at 22.05 kHz) unless `alpha` is given. The signal is first scaled to
+    an RMS of 0.1, so that the periodogram floor (1e-8, which keeps silent frames finite) sits at the same
+    depth below any signal: the cepstra above c0 then do not depend on the recording level."""
+    with warnings.catch_warnings():  # pysptk.util imports pkg_resources, which warns about itself
+        warnings.simplefilter("ignore")
+        import librosa
+        import pysptk
+
+    alpha = pysptk.util.mcepalpha(sample_rate) if alpha is None else alpha
+    x = np.asarray(wav, dtype=np.float64).reshape(-1)
+    x = 0.1 * x / (np.sqrt(np.mean(x**2)) + 1e-12) if x.size else x
+    x = np.pad(x, (frame_length // 2, frame_length // 2))
+    frames = librosa.util.frame(x, frame_length=frame_length, hop_length=hop_length, axis=0)
+    frames = frames * pysptk.blackman(frame_length)
+    return np.stack([pysptk.mcep(f, order, alpha, etype=1, eps=1e-8) for f in frames])
+
+
 def mel_cepstral_distortion(
+    ref_wav: np.ndarray,
+    syn_wav: np.ndarray,
+    sample_rate: int,
+    order: int = MCD_ORDER,
+    frame_length: int = 1024,
+    hop_length: int = 256,
+) -> float:
+    """Mel-cepstral distortion in dB, as papers report it: SPTK mel-cepstra (`mel_cepstra`, order 24,
+    all-pass constant for the sample rate), c0 excluded, frames paired by DTW, averaged over the path of
+    10·√2/ln10 · ‖c_ref − c_syn‖. 0 for identical signals."""
+    ref = mel_cepstra(ref_wav, sample_rate, order, frame_length, hop_length)[:, 1:].T
+    syn = mel_cepstra(syn_wav, sample_rate, order, frame_length, hop_length)[:, 1:].T
+    path = _dtw_path(ref, syn)
+    diff = ref[:, path[:, 0]] - syn[:, path[:, 1]]
+    return float((MCD_DB * np.sqrt((diff**2).sum(0))).mean())
+
+
+def mel_log_dct_distance(
     ref_logmel: np.ndarray, syn_logmel: np.ndarray, n_coeffs: int = 24
 ) -> tuple[float, np.ndarray]:
-    """MCD in dB (Kubichek 1993) between mel-cepstra (DCT of the natural-log mel, c0 excluded), frames paired
-    by DTW. Inputs (n_mels, T). Returns (MCD, DTW path (K, 2) of (ref frame, syn frame))."""
-    import librosa
+    """MCD's formula applied to the orthonormal DCT of the natural-log mel (c0 excluded), frames paired by
+    DTW. Not the mel-cepstral distortion papers report (`mel_cepstral_distortion`; this one is not
+    comparable with it): what `evaluate voice` called "mcd_db" before that was added. Inputs (n_mels,
+    T). Returns (distance, DTW path (K, 2) of (ref frame, syn frame))."""
     from scipy.fft import dct
 
     ref = dct(ref_logmel, type=2, norm="ortho", axis=0)[1 : n_coeffs + 1]
     syn = dct(syn_logmel, type=2, norm="ortho", axis=0)[1 : n_coeffs + 1]
-    _, path = librosa.sequence.dtw(X=ref, Y=syn, metric="euclidean")
-    path = path[::-1]
+    path = _dtw_path(ref, syn)
     diff = ref[:, path[:, 0]] - syn[:, path[:, 1]]
-    per_frame = (10.0 / math.log(10.0)) * np.sqrt(2.0 * (diff**2).sum(0))
-    return float(per_frame.mean()), path
+    return float((MCD_DB * np.sqrt((diff**2).sum(0))).mean()), path
 
 
 def f0_rmse(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> float:
@@ -517,31 +659,62 @@ def f0_rmse(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a[voiced] - b[voiced]) ** 2))) if voiced.any() else float("nan")
 
 
+SUMMARY_KEYS = (
+    "mcd_db",
+    "mel_log_dct_distance",
+    "f0_rmse_hz",
+    "speaker_similarity",
+    "duration_mae_frames",
+    "length_error",
+)
+
+
 def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int = 20) -> dict[str, Any]:
-    """MCD (DTW), F0 RMSE on voiced frames, speaker similarity and duration error on held-out clips.
+    """MCD (SPTK mel-cepstra, DTW), the log-mel DCT distance, F0 RMSE on voiced frames, speaker similarity
+    and duration error on held-out clips.
 
     Each clip's text is synthesized by its speaker when the model knows the name, else zero-shot from another
     clip of that speaker. Duration error compares predicted per-symbol durations with the clip's (its
-    TextGrid's when it has one, else the aligner's on the real clip)."""
+    TextGrid's when it has one, else the aligner's on the real clip). Clips that cannot be decoded or
+    hold no usable sound, and unreadable metadata, are left out and listed under "skipped"."""
     from cinematic.data.audio import mel_spectrogram, pitch_praat
-    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
+    from cinematic.models.speaker_encoder import SpeakerEncoder
 
     mel_cfg = synth.mel_config
-    items = read_items(Path(data_dir), synth.front, mel_cfg, synth.state["languages"][0])
-    items = [it for it in items if it.language in synth.state["languages"]][:max_items]
+    skipped: list[dict[str, str]] = []
+
+    def skip(path: Path, reason: str) -> None:
+        log.warning("evaluate voice: leaving out %s: %s", path, reason)
+        skipped.append({"path": str(path), "reason": reason})
+
+    items = read_items(Path(data_dir), synth.front, mel_cfg, synth.state["languages"][0], on_unreadable=skip)
+    items = [it for it in items if it.language in synth.state["languages"]]
     if not items:
         raise UserError(
             f"{data_dir}: no utterances in a language this model knows ({', '.join(synth.languages)})"
         )
     encoder = synth.speaker_encoder() or SpeakerEncoder()  # speaker similarity needs one either way
     cache = FeatureCache(None, mel_cfg, synth.speaker_encoder())
-    by_speaker: dict[str, list[Path]] = {}
+    usable = []
     for it in items:
+        if len(usable) == max_items:
+            break
+        try:
+            cache.get(it.audio_path)  # decoded and checked once; kept in memory for the duration error
+            usable.append(it)
+        except UnreadableFile as err:
+            skip(it.audio_path, err.reason)
+    if not usable:
+        raise UserError(
+            f"{data_dir}: none of its clips can be used ({len(skipped)} left out, see the warnings above)"
+        )
+    by_speaker: dict[str, list[Path]] = {}
+    for it in usable:
         by_speaker.setdefault(it.speaker, []).append(it.audio_path)
     rows = []
     from tqdm import tqdm
 
-    for it in tqdm(items, desc="evaluating", unit="utt", mininterval=1.0):
+    for it in tqdm(usable, desc="evaluating", unit="utt", mininterval=1.0):
         known = it.speaker in synth.state["speakers"]
         others = [p for p in by_speaker[it.speaker] if p != it.audio_path]
         who = {"speaker": it.speaker} if known else {"reference": others[0] if others else it.audio_path}
@@ -552,31 +725,40 @@ def evaluate_voice(synth: VoiceSynthesizer, data_dir: str | Path, max_items: int
         real = load_clip(it.audio_path, mel_cfg)
         ref_mel = mel_spectrogram(real, mel_cfg).numpy()
         syn_mel = mel_spectrogram(wav, mel_cfg).numpy()
-        mcd, path = mel_cepstral_distortion(ref_mel, syn_mel)
+        distance, path = mel_log_dct_distance(ref_mel, syn_mel)
         rmse = f0_rmse(
             pitch_praat(real, mel_cfg.sample_rate, mel_cfg.hop_length, ref_mel.shape[1]),
             pitch_praat(wav, mel_cfg.sample_rate, mel_cfg.hop_length, syn_mel.shape[1]),
             path,
-        )
-        similarity = cosine_similarity(
-            encoder.embed(real, mel_cfg.sample_rate), encoder.embed(wav, mel_cfg.sample_rate)
         )
         rows.append(
             {
                 "clip": str(it.audio_path),
                 "speaker": it.speaker,
                 "seen_speaker": known,
-                "mcd_db": mcd,
+                "mcd_db": mel_cepstral_distortion(
+                    real, wav, mel_cfg.sample_rate, frame_length=mel_cfg.n_fft, hop_length=mel_cfg.hop_length
+                ),
+                "mel_log_dct_distance": distance,
                 "f0_rmse_hz": rmse,
-                "speaker_similarity": similarity,
+                "speaker_similarity": _speaker_similarity(encoder, real, wav, mel_cfg.sample_rate),
                 **_duration_error(synth, it, cache, out["durations"][0].cpu()),
             }
         )
-    summary = {
-        key: float(np.nanmean([r[key] for r in rows]))
-        for key in ("mcd_db", "f0_rmse_hz", "speaker_similarity", "duration_mae_frames", "length_error")
-    }
-    return {"summary": summary, "clips": rows, "n_clips": len(rows)}
+    summary = {key: float(np.nanmean([r[key] for r in rows])) for key in SUMMARY_KEYS}
+    return {"summary": summary, "clips": rows, "n_clips": len(rows), "skipped": skipped}
+
+
+def _speaker_similarity(encoder: Any, real: np.ndarray, synthesized: np.ndarray, sample_rate: int) -> float:
+    """Cosine similarity of the two clips' d-vectors; NaN when the synthesized audio has too little sound
+    for one (a badly trained model can speak near silence)."""
+    from cinematic.models.speaker_encoder import cosine_similarity
+
+    try:
+        return cosine_similarity(encoder.embed(real, sample_rate), encoder.embed(synthesized, sample_rate))
+    except UserError as err:
+        log.warning("speaker similarity not measured: %s", err)
+        return float("nan")
 
 
 def _duration_error(
@@ -600,7 +782,8 @@ def _duration_error(
 
 def format_table(report: dict[str, Any]) -> str:
     names = {
-        "mcd_db": "MCD (dB, DTW)",
+        "mcd_db": f"MCD (dB, mcep {MCD_ORDER}, DTW)",
+        "mel_log_dct_distance": "log-mel DCT dist. (not MCD)",
         "f0_rmse_hz": "F0 RMSE (Hz, voiced)",
         "speaker_similarity": "speaker similarity (cos)",
         "duration_mae_frames": "duration MAE (frames/symbol)",
@@ -608,7 +791,10 @@ def format_table(report: dict[str, Any]) -> str:
     }
     lines = [f"{'metric':<30} value", "-" * 40]
     lines += [f"{names[k]:<30} {v:.3f}" for k, v in report["summary"].items()]
-    lines.append(f"({report['n_clips']} clips)")
+    skipped = len(report.get("skipped", []))
+    lines.append(
+        f"({report['n_clips']} clips" + (f"; {skipped} file(s) left out, see 'skipped')" if skipped else ")")
+    )
     return "\n".join(lines)
 
 
@@ -644,9 +830,7 @@ def clone_command(args: argparse.Namespace) -> int:
     checkpoint = adapt(
         synth, args.reference_dir, speaker_name=args.speaker_name, steps=args.steps, full=args.full
     )
-    umask = os.umask(0)
-    os.umask(umask)  # the mode a plain open() would give (atomic_write's temporary file is 0600)
-    atomic_write(Path(args.out), lambda handle: torch.save(checkpoint, handle), mode=0o666 & ~umask)
+    atomic_write(Path(args.out), lambda handle: torch.save(checkpoint, handle), mode=default_file_mode())
     name = checkpoint["adaptation"]["speaker"]
     print(f"wrote {args.out}: use --checkpoint {args.out} --speaker {name}")
     return 0

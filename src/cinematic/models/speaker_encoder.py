@@ -16,8 +16,12 @@ import numpy as np
 import soxr
 import torch
 
+from cinematic.errors import UserError
+
 DVECTOR_DIM = 256
 ENCODER_SAMPLE_RATE = 16000
+MIN_SOUND_S = 0.1
+"""Sound a clip needs for a d-vector (its quiet ends cut)."""
 _TARGET_DBFS = -30.0
 
 
@@ -57,9 +61,16 @@ class SpeakerEncoder:
         self.device = str(device)
 
     def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
-        prepared = _prepare(wav, sample_rate)
-        if prepared.size < ENCODER_SAMPLE_RATE // 10:
-            raise ValueError("a reference clip needs at least 0.1 s of sound")
+        """The clip's d-vector; `UserError` for a silent clip or one with under `MIN_SOUND_S` of sound."""
+        samples = np.asarray(wav, dtype=np.float32)
+        if samples.size == 0 or not np.isfinite(samples).all() or not np.any(samples):
+            raise UserError("a clip that is empty, silent or holds NaN samples has no d-vector")
+        prepared = _prepare(samples, sample_rate)
+        if prepared.size < MIN_SOUND_S * ENCODER_SAMPLE_RATE:
+            raise UserError(
+                f"a d-vector needs at least {MIN_SOUND_S:g} s of sound; this clip has "
+                f"{prepared.size / ENCODER_SAMPLE_RATE * 1000:.0f} ms once its quiet ends are cut"
+            )
         return _voice_encoder(self.device).embed_utterance(prepared).astype(np.float32)
 
     def embed_many(self, wavs: list[np.ndarray], sample_rate: int) -> np.ndarray:

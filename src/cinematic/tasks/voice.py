@@ -32,6 +32,7 @@ from torch import nn
 
 from cinematic.configs import Config
 from cinematic.configs.model_config import VoiceModelConfig
+from cinematic.data.skips import SkippedFiles, UnreadableFile
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd
 from cinematic.data.voice import FeatureCache, Features, VoiceDataset, VoiceItem, collate, read_items
 from cinematic.errors import UserError
@@ -95,10 +96,13 @@ class VoiceTask:
         vcfg = cfg.voice_model
         restored = ctx.restored_state or {}
         front = TextFrontEnd(restored.get("front_end", vcfg.front_end))
-        items = read_items(data_dir, front, vcfg.audio, vcfg.languages[0])
+        items = read_items(data_dir, front, vcfg.audio, vcfg.languages[0], on_unreadable=ctx.skipped.skip)
         cache = FeatureCache(ctx.cache_dir, vcfg.audio, _speaker_encoder() if vcfg.speaker_encoder else None)
         with ctx.local_main_first() as is_first:
-            features = _features_with_progress(cache, items, show=is_first)
+            found = _features_with_progress(cache, items, ctx.skipped, show=is_first)
+        # unreadable, silent or soundless clips were reported to ctx.skipped and have no features
+        items = [it for it, f in zip(items, found, strict=True) if f is not None]
+        features = [f for f in found if f is not None]
         # Every symbol must get at least one frame.
         keep = [
             i
@@ -109,7 +113,10 @@ class VoiceTask:
             log.warning("skipping %d utterances with fewer mel frames than symbols", len(items) - len(keep))
         items, features = [items[i] for i in keep], [features[i] for i in keep]
         if len(items) < 2:
-            raise UserError(f"{data_dir}: need at least 2 usable utterances to train a voice model")
+            left_out = (
+                f" ({len(ctx.skipped)} file(s) could not be used, see the warnings)" if ctx.skipped else ""
+            )
+            raise UserError(f"{data_dir}: need at least 2 usable utterances to train a voice model{left_out}")
 
         train_idx, val_idx = stratified_split(
             [it.speaker for it in items], cfg.data.val_fraction, cfg.training.seed, cfg.data.max_val_items
@@ -260,13 +267,21 @@ def _speaker_encoder() -> Any:
     return SpeakerEncoder()
 
 
-def _features_with_progress(cache: FeatureCache, items: list[VoiceItem], show: bool) -> list[Features]:
+def _features_with_progress(
+    cache: FeatureCache, items: list[VoiceItem], skipped: SkippedFiles, show: bool
+) -> list[Features | None]:
+    """Each item's features; None for a clip that cannot be decoded or holds no usable sound (silent, too
+    short), which is reported to `skipped` (that raises under data.strict)."""
     from tqdm import tqdm
 
-    return [
-        cache.get(it.audio_path)
-        for it in tqdm(items, desc="voice features", unit="utt", disable=not show, mininterval=1.0)
-    ]
+    found: list[Features | None] = []
+    for it in tqdm(items, desc="voice features", unit="utt", disable=not show, mininterval=1.0):
+        try:
+            found.append(cache.get(it.audio_path))
+        except UnreadableFile as err:
+            skipped.skip(it.audio_path, err.reason)
+            found.append(None)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- recipe
