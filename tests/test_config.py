@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import pytest
@@ -336,16 +337,14 @@ def test_a_section_built_in_code_raises_a_value_error_at_the_key():
     assert isinstance(info.value, ValidationError) and info.value.errors()[0]["loc"] == ("num_heads",)
 
 
-def test_the_vocoder_presets_are_the_models():
-    from cinematic.configs import model_config
-    from cinematic.models import hifigan
+def test_derived_upsample_rates_multiply_to_the_hop_and_are_balanced():
+    from cinematic.configs.model_config import derive_upsample_rates
 
-    assert model_config.HIFIGAN_PRESETS == hifigan.PRESETS
-    for hop in range(1, 1025):
-        for stages in range(1, 6):
-            assert model_config.derive_upsample_rates(hop, stages) == hifigan.derive_upsample_rates(
-                hop, stages
-            )
+    assert derive_upsample_rates(512, 4) == [8, 4, 4, 4]
+    assert derive_upsample_rates(256, 4) == [4, 4, 4, 4]
+    for hop in (100, 256, 300, 441, 1024):
+        rates = derive_upsample_rates(hop, 4)
+        assert math.prod(rates) == hop and rates == sorted(rates, reverse=True)
 
 
 def test_the_vocoder_checks_agree_with_the_generator():

@@ -411,14 +411,15 @@ HIFIGAN_PRESETS: dict[str, dict[str, Any]] = {
         resblock_dilation_sizes=[[1, 2], [2, 6], [3, 12]],
     ),
 }
-"""The generator settings of HiFi-GAN's presets, as `cinematic.models.hifigan.PRESETS` holds them (a
-copy, since configs sit below models; tests/test_config.py checks they agree). The vocoder section's
-checks resolve its null keys with them, as `HiFiGANConfig.from_preset` does."""
+"""The generator settings of HiFi-GAN's presets (Kong et al. 2020, Table 1): what
+`cinematic.models.hifigan` builds from, and what the vocoder section's checks resolve null keys with."""
 
 
 def derive_upsample_rates(hop: int, stages: int) -> list[int]:
-    """`cinematic.models.hifigan.derive_upsample_rates` (the rates a preset gets when its own do not
-    multiply to the hop): `hop` split into `stages` factors as evenly as possible, largest first."""
+    """Split `hop` into `stages` factors as evenly as possible, largest first (e.g. 512, 4 → [8, 4, 4, 4]).
+
+    The rates a preset gets when its own do not multiply to the mel hop (44.1 kHz music with hop 1024,
+    24 kHz speech with hop 300), so any sample rate works without hand-tuning the generator."""
     primes, n, p = [], hop, 2
     while n > 1:
         while n % p == 0:
@@ -426,7 +427,7 @@ def derive_upsample_rates(hop: int, stages: int) -> list[int]:
             n //= p
         p += 1
     rates = [1] * stages
-    for factor in sorted(primes, reverse=True):
+    for factor in sorted(primes, reverse=True):  # largest factor onto the smallest stage so far
         rates[rates.index(min(rates))] *= factor
     return sorted(rates, reverse=True)
 
