@@ -152,7 +152,7 @@ def test_text_with_nothing_to_say_is_a_clear_error(text, tmp_path, capsys):
     assert not (tmp_path / "o.wav").exists()
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=st.text(max_size=60))
 def test_any_text_synthesizes_or_is_refused(text, tmp_path_factory, capsys):
     out_dir = tmp_path_factory.mktemp("t")
@@ -162,7 +162,7 @@ def test_any_text_synthesizes_or_is_refused(text, tmp_path_factory, capsys):
 
 
 def test_very_long_text_synthesizes(tmp_path, capsys):
-    code, err = run(capsys, _voice_argv(tmp_path, "The night is long. " * 60))
+    code, err = run(capsys, _voice_argv(tmp_path, "The night is long. " * 25))
     assert code == 0, err
 
 
