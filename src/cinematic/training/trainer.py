@@ -547,7 +547,8 @@ class Trainer:
             flags.append(flag)
             shown.append(phase_loss)
         state.step += 1
-        self._pending.append(_PendingStep.record(state.step, torch.stack(flags), shown))
+        stacked = flags[0].reshape(1) if len(flags) == 1 else torch.stack(flags)
+        self._pending.append(_PendingStep.record(state.step, stacked, shown))
         if len(self._pending) > self.flag_lag:
             self._settle()
 
@@ -620,7 +621,7 @@ class Trainer:
         ps.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=env.device)
         items = 0
-        with self._frozen(index):
+        with self._frozen(index) if self.frozen_in_phase[index] else contextlib.nullcontext():
             for micro, (batch, scratch) in enumerate(zip(group, scratches)):
                 with self._no_sync(enabled=micro < len(group) - 1):
                     with self._autocast():
