@@ -17,7 +17,7 @@ from toy_tasks import ToyGAN, make_task
 
 from cinematic.errors import UserError
 from cinematic.training import distributed as D
-from cinematic.training import trainer as trainer_module
+from cinematic.training.phases import PendingStep
 from cinematic.training.task import Built, StepOutput
 from cinematic.training.trainer import Trainer, resolve_amp
 
@@ -58,7 +58,7 @@ def count_host_reads(monkeypatch, trainer: Trainer) -> tuple[list[int], list[tup
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    real_step, real_read = trainer.train_step, trainer_module._PendingStep.read
+    real_step, real_read = trainer.train_step, PendingStep.read
 
     def train_step(group):
         active[:] = [True, 0]
@@ -73,7 +73,7 @@ def count_host_reads(monkeypatch, trainer: Trainer) -> tuple[list[int], list[tup
         return real_read(pending)
 
     monkeypatch.setattr(trainer, "train_step", train_step)
-    monkeypatch.setattr(trainer_module._PendingStep, "read", read)
+    monkeypatch.setattr(PendingStep, "read", read)
     return per_step, guard_reads
 
 
@@ -200,23 +200,19 @@ def test_amp_on_a_gpu_without_native_bf16_is_fp16(monkeypatch):
 
 
 def test_cudnn_benchmark_goes_on_only_for_fixed_shapes(toy_cfg, data_dir, monkeypatch):
+    from cinematic.training.runtime import FixedShapes
+
+    watch = FixedShapes()
+    assert watch.observe([{"x": torch.zeros(4, 3)}, {"x": torch.zeros(4, 3)}]) is None  # not decided yet
+    assert watch.observe([{"x": torch.zeros(4, 5)}]) is False  # the shapes vary
+    watch = FixedShapes()
+    fixed = [{"x": torch.zeros(4, 3), "y": [torch.zeros(2)]}]
+    assert watch.observe(fixed) is None and watch.observe(fixed) is None and watch.observe(fixed) is True
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    trainer = Trainer(make_task("toy"), toy_cfg(max_steps=1), data_dir)
-    varying = [{"x": torch.zeros(4, n)} for n in (3, 3, 5)]
-    trainer._shapes = []
-    trainer._watch_shapes(varying)
-    assert trainer._shapes is None and not torch.backends.cudnn.benchmark
-    trainer._shapes = []
-    for _ in range(3):
-        trainer._watch_shapes([{"x": torch.zeros(4, 3), "y": [torch.zeros(2)]}])
-    assert trainer._shapes is None and torch.backends.cudnn.benchmark
+    assert D.enable_cudnn_benchmark(deterministic=True) is False and not torch.backends.cudnn.benchmark
+    assert D.enable_cudnn_benchmark(deterministic=False) and torch.backends.cudnn.benchmark
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    trainer.tcfg.deterministic = True
-    trainer._shapes = []
-    for _ in range(3):
-        trainer._watch_shapes([{"x": torch.zeros(4, 3)}])
-    assert not torch.backends.cudnn.benchmark
-    assert Trainer(make_task("toy"), toy_cfg(max_steps=1, run_name="cpu"), data_dir)._shapes is None
+    assert Trainer(make_task("toy"), toy_cfg(max_steps=1, run_name="cpu"), data_dir)._shapes is None  # CPU
 
 
 class PidSet(Dataset):

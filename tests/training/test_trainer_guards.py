@@ -9,7 +9,7 @@ import torch
 from toy_tasks import make_task
 
 from cinematic.errors import UserError
-from cinematic.training import trainer as trainer_module
+from cinematic.training import runtime as runtime_module
 from cinematic.training.trainer import Trainer, resolve_amp, run_training
 
 
@@ -37,13 +37,13 @@ def test_consecutive_nans_stop_the_run_with_a_message(toy_cfg, data_dir, monkeyp
 
 
 def test_amp_true_on_a_cpu_without_native_bf16_falls_back_to_fp32(monkeypatch, caplog):
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert resolve_amp(True, torch.device("cpu")) is None
     assert len(caplog.records) == 1 and "fp32" in caplog.records[0].getMessage()
     assert resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16
     assert resolve_amp(False, torch.device("cpu")) is None
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: True)
     assert resolve_amp(True, torch.device("cpu")) == torch.bfloat16
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import random
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger("cinematic.training")
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -135,6 +138,24 @@ class EpochAwareDataset(Dataset):
         return len(self.dataset)
 
 
+class FixedShapes:
+    """Whether the first micro-batches all have the same shapes (fixed crops, HiFi-GAN's segments):
+    then cudnn.benchmark pays; with varying shapes every new one would be autotuned again."""
+
+    SEEN = 3
+    """Micro-batches whose shapes must agree."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple] = []
+
+    def observe(self, group: list[Any]) -> bool | None:
+        """True: the shapes are fixed; False: they vary; None: not decided yet."""
+        self.shapes.extend(shape_signature(batch) for batch in group)
+        if len(set(self.shapes)) > 1:
+            return False
+        return True if len(self.shapes) >= self.SEEN else None
+
+
 def shape_signature(batch: Any) -> tuple:
     """The shapes (and dtypes) of the tensors in a batch, in order: equal for batches of fixed shapes."""
     if isinstance(batch, torch.Tensor):
@@ -146,3 +167,30 @@ def shape_signature(batch: Any) -> tuple:
     if isinstance(batch, list | tuple):
         return tuple(shape_signature(value) for value in batch)
     return ()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs where bf16 autocast is faster than fp32 (not AVX2-only ones)."""
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def resolve_amp(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `training.amp` on this device (None: fp32). See docs/training.md."""
+    if amp is False:
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        # Native bf16 only (compute capability 8.0, Ampere, on): torch counts the emulated bf16 of a
+        # V100/T4 as supported, which runs far slower than fp16 + GradScaler there.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    log.warning(
+        "training.amp: true, but this %s has no native bf16: training in fp32 (set amp: bf16 to force it)",
+        device.type.upper(),
+    )
+    return None

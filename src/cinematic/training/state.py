@@ -7,6 +7,7 @@ schedulers, grad scalers, RNG streams) are adapters in `cinematic.training.check
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +41,17 @@ class TrainState:
     """The best `training.best_metric` so far (None: no finite value yet)."""
     bad_validations: int = 0
     """Validations since the best one (`training.early_stopping_patience`)."""
+
+    def judge(self, value: float, mode: str, patience: int | None) -> tuple[bool, bool]:
+        """Record a validation's `best_metric` value: (improved, stop early). An improvement is a finite
+        value better than the best so far in `mode` ("min" or "max"); `patience` validations in a row
+        without one stop the run (None: never)."""
+        best = self.best_value
+        if (best is None or (value < best if mode == "min" else value > best)) and math.isfinite(value):
+            self.best_value, self.bad_validations = value, 0
+            return True, False
+        self.bad_validations += 1
+        return False, patience is not None and self.bad_validations >= patience
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,6 @@ import contextlib
 import importlib.util
 import itertools
 import logging
-import math
 import tempfile
 import time
 import warnings
@@ -37,10 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from cinematic.configs import Config, TrainingConfig
-from cinematic.data.sampler import EpochSampler
 from cinematic.data.skips import SkippedFiles
 from cinematic.errors import UserError
 from cinematic.training import checkpointing as ckpt_io
@@ -57,17 +54,26 @@ from cinematic.training.checkpoint import (
     check_compatible,
 )
 from cinematic.training.ema import EMA
+from cinematic.training.loaders import build_loaders
 from cinematic.training.logging import Heartbeat, RunLogger, console_logging, show_progress_bar
 from cinematic.training.metrics import LiveLoss, StepWindow
-from cinematic.training.phases import PhaseState, build_phases
-from cinematic.training.runtime import (
+from cinematic.training.phases import (
+    PendingStep,
+    PhaseState,
+    build_phases,
+    done_parameters,
+    frozen,
+    poison_gradients,
+    step_unless,
+)
+from cinematic.training.runtime import (  # noqa: F401  (re-exported: the trainer's public helpers)
     DeviceLoader,
-    EpochAwareDataset,
-    EpochTaggedSampler,
+    FixedShapes,
     batch_len,
+    cpu_has_native_bf16,
     eval_mode,
     forked_rng,
-    shape_signature,
+    resolve_amp,
     to_device,
 )
 from cinematic.training.state import TrainState
@@ -93,99 +99,6 @@ def run_training(task: Any, cfg: Config, data_dir: Path, resume: str | None = No
     """Train `task` (a `Task` object; its `name` picks the config section and the run folder) on
     `data_dir` with `cfg` (resume: a checkpoint path, "auto", or None)."""
     return Trainer(task, cfg, Path(data_dir), resume=resume).fit()
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPUs where bf16 autocast is faster than fp32 (not AVX2-only ones)."""
-    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
-
-
-def resolve_amp(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `training.amp` on this device (None: fp32). See docs/training.md."""
-    if amp is False:
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        # Native bf16 only (compute capability 8.0, Ampere, on): torch counts the emulated bf16 of a
-        # V100/T4 as supported, which runs far slower than fp16 + GradScaler there.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    log.warning(
-        "training.amp: true, but this %s has no native bf16: training in fp32 (set amp: bf16 to force it)",
-        device.type.upper(),
-    )
-    return None
-
-
-_SHAPES_SEEN = 3
-"""Micro-batches whose shapes must agree before cudnn.benchmark goes on."""
-
-
-@dataclass
-class _PendingStep:
-    """A step's per-phase skip flags on their way to the host, and what the bar shows of its phases."""
-
-    step: int
-    flags: torch.Tensor
-    """(phases,) float32: 1 where the phase skipped its update."""
-    shown: list[tuple[str, torch.Tensor, Any]]
-    event: Any = None
-
-    @classmethod
-    def record(
-        cls, step: int, flags: torch.Tensor, shown: list[tuple[str, torch.Tensor, Any]]
-    ) -> _PendingStep:
-        if flags.device.type != "cuda":
-            return cls(step, flags, shown)
-        host = flags.to("cpu", non_blocking=True)  # into pinned memory: the copy does not wait
-        event = torch.cuda.Event()
-        event.record()
-        return cls(step, host, shown, event)
-
-    def read(self) -> list[bool]:
-        """The flags as bools: one host synchronisation, with the step's own work only (on CUDA the
-        event of its copy; the device is usually past it when this runs)."""
-        if self.event is not None:
-            self.event.synchronize()
-        return [flag > 0 for flag in self.flags.tolist()]
-
-
-def _step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
-    """`optimizer.step()` unless `skip` (a float32 0/1 tensor on the device) is 1. A fused optimizer
-    (Adam, AdamW, SGD with fused=True) takes the flag as GradScaler hands it `found_inf`: the kernel
-    leaves weights and state as they were, with no host synchronisation. Others read the flag (a sync)."""
-    if getattr(optimizer, "_step_supports_amp_scaling", False):
-        optimizer.found_inf = skip  # type: ignore[attr-defined]
-        try:
-            optimizer.step()
-        finally:
-            del optimizer.found_inf  # type: ignore[attr-defined]
-    elif not skip.item():
-        optimizer.step()
-
-
-@torch.no_grad()
-def _poison_gradients(params: list[torch.Tensor], skip: torch.Tensor) -> None:
-    """Put a NaN into one gradient element when `skip` is 1 (on the device, no sync), so that fp16's
-    GradScaler, which looks at the gradients only, skips the update and lowers the scale for a
-    non-finite loss on any rank."""
-    for param in params:
-        grad = param.grad
-        if grad is None:
-            continue
-        local = grad.to_local() if hasattr(grad, "to_local") else grad
-        if local.numel() and local.is_contiguous():
-            first = local.view(-1)[:1]
-            first.copy_(torch.where(skip > 0, torch.full_like(first, float("nan")), first))
-            return
 
 
 # -------------------------------------------------------------------------------------------- trainer
@@ -258,7 +171,11 @@ class Trainer:
         self.built = built
         self.phases = built.resolved_phases()
         self._build_models(built)
-        self._build_data(built)
+        loaders = build_loaders(built, tcfg, self.cfg.data.num_workers, env, self.data_dir)
+        self.sampler, self.epoch_set = loaders.sampler, loaders.epoch_set
+        self.train_loader, self.val_loader = loaders.train, loaders.val
+        self.batches_per_epoch, self.steps_per_epoch = loaders.batches_per_epoch, loaders.steps_per_epoch
+        self.total_steps = loaders.total_steps
         fp16 = self.env.device.type if self.amp_dtype == torch.float16 else None
         self.phase_states = build_phases(
             self.phases, self.models, tcfg, self.total_steps, self.steps_per_epoch, scaler_device=fp16
@@ -267,16 +184,13 @@ class Trainer:
         self.ema = EMA({n: self.models[n] for n in ema_names}, tcfg.ema_decay) if tcfg.ema_decay else None
 
         self.state = TrainState()
-        self._pending: list[_PendingStep] = []
+        self._pending: list[PendingStep] = []
         # Reading a step's skip flags waits for the device: on CUDA they are read one step later (by
         # then the device has finished that step), on the CPU at once. See `_settle`.
         self.flag_lag = 1 if env.device.type == "cuda" else 0
         # cudnn.benchmark once the first micro-batches show fixed shapes (CUDA, not deterministic).
-        self._shapes: list[tuple] | None = (
-            []
-            if env.device.type == "cuda" and not tcfg.deterministic and not torch.backends.cudnn.benchmark
-            else None
-        )
+        wanted = env.device.type == "cuda" and not tcfg.deterministic and not torch.backends.cudnn.benchmark
+        self._shapes = FixedShapes() if wanted else None
         self._register_checkpoint_parts()
         self._last_validated_step = -1
         self._warned_metric = False
@@ -340,69 +254,7 @@ class Trainer:
             self.models[name] = D.unwrap(wrapped)
             self.train_models[name] = wrapped
         self.fsdp = any(D.is_fsdp(m) for m in self.models.values())
-        self.frozen_in_phase = self._done_models(built.models)
-
-    def _done_models(self, models: dict[str, nn.Module]) -> list[list[nn.Parameter]]:
-        """Per phase, the parameters of the models that only earlier phases train (a GAN's discriminator
-        in the generator phase): their update of this step is done, so the phase runs them with
-        requires_grad off (no weight gradients computed, nothing kept for them), gradients still flowing
-        through them to the inputs. Models a later phase trains stay as they are: their forward in this
-        phase may build the graph that phase back-propagates (a GAN's generated audio)."""
-        frozen = []
-        for index in range(len(self.phases)):
-            later = {id(p) for ph in self.phases[index:] for n in ph.models for p in models[n].parameters()}
-            done: dict[int, nn.Parameter] = {}
-            for phase in self.phases[:index]:
-                for name in phase.models:
-                    for param in models[name].parameters():
-                        if id(param) not in later:
-                            done[id(param)] = param
-            frozen.append(list(done.values()))
-        return frozen
-
-    def _build_data(self, built: Built) -> None:
-        tcfg, env, workers = self.tcfg, self.env, self.cfg.data.num_workers
-        size = len(built.train_set)  # type: ignore[arg-type]
-        if size == 0:
-            raise UserError(
-                f"the training set built from {self.data_dir} is empty; add data or check the layout"
-            )
-        self.sampler = EpochSampler(
-            size, seed=tcfg.seed, rank=env.rank, world_size=env.world_size, weights=built.sample_weights
-        )
-        drop_last = self.sampler.num_samples >= tcfg.batch_size
-        loader_rng = torch.Generator()
-        loader_rng.manual_seed(D.rank_seed(tcfg.seed, env.rank))
-        # Workers hold copies of the dataset made when they start. A dataset with set_epoch (per-epoch
-        # crops and augmentation) gets the epoch with every index, so its workers can stay up.
-        self.epoch_set = EpochAwareDataset(built.train_set) if hasattr(built.train_set, "set_epoch") else None
-        self.train_loader = DataLoader(
-            self.epoch_set if self.epoch_set is not None else built.train_set,
-            batch_size=tcfg.batch_size,
-            sampler=EpochTaggedSampler(self.sampler) if self.epoch_set is not None else self.sampler,
-            collate_fn=built.collate_fn,
-            num_workers=workers,
-            drop_last=drop_last,
-            pin_memory=env.device.type == "cuda",
-            persistent_workers=workers > 0,
-            generator=loader_rng,  # keeps the global torch RNG untouched by iter(loader)
-        )
-        n = self.sampler.num_samples
-        self.batches_per_epoch = n // tcfg.batch_size if drop_last else math.ceil(n / tcfg.batch_size)
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / tcfg.gradient_accumulation_steps)
-        self.total_steps = tcfg.max_steps or tcfg.epochs * self.steps_per_epoch
-        self.val_loader = None
-        if built.val_set is not None and len(built.val_set) > 0:  # type: ignore[arg-type]
-            loader = DataLoader(
-                built.val_set,
-                batch_size=tcfg.batch_size,
-                shuffle=False,
-                collate_fn=built.collate_fn,
-                num_workers=workers,
-                pin_memory=env.device.type == "cuda",
-                persistent_workers=workers > 0,
-            )
-            self.val_loader = DeviceLoader(loader, env.device)
+        self.frozen_in_phase = done_parameters(self.phases, built.models)
 
     # -------------------------------------------------------------------------------------- the loop
 
@@ -538,8 +390,10 @@ class Trainer:
         """One optimizer step of every phase over an accumulation group of micro-batches."""
         state = self.state
         group = [to_device(batch, self.env.device) for batch in group]
-        if self._shapes is not None:
-            self._watch_shapes(group)
+        if self._shapes is not None and (fixed := self._shapes.observe(group)) is not None:
+            self._shapes = None
+            if fixed and D.enable_cudnn_benchmark(self.tcfg.deterministic) and self.env.is_main_process:
+                log.info("fixed batch shapes: cudnn.benchmark on")
         scratches: list[dict[str, Any]] = [{} for _ in group]
         flags, shown = [], []
         for index, ps in enumerate(self.phase_states):
@@ -548,7 +402,7 @@ class Trainer:
             shown.append(phase_loss)
         state.step += 1
         stacked = flags[0].reshape(1) if len(flags) == 1 else torch.stack(flags)
-        self._pending.append(_PendingStep.record(state.step, stacked, shown))
+        self._pending.append(PendingStep.record(state.step, stacked, shown))
         if len(self._pending) > self.flag_lag:
             self._settle()
 
@@ -586,31 +440,6 @@ class Trainer:
                     "false, and check the data for silent or broken items"
                 )
 
-    def _watch_shapes(self, group: list[Any]) -> None:
-        """Turn on cudnn.benchmark when the first micro-batches all have the same shapes (fixed crops,
-        HiFi-GAN's segments); with varying shapes every new one would be autotuned again."""
-        assert self._shapes is not None
-        self._shapes.extend(shape_signature(batch) for batch in group)
-        if len(set(self._shapes)) > 1:
-            self._shapes = None
-        elif len(self._shapes) >= _SHAPES_SEEN:
-            self._shapes = None
-            if D.enable_cudnn_benchmark(self.tcfg.deterministic) and self.env.is_main_process:
-                log.info("fixed batch shapes: cudnn.benchmark on")
-
-    @contextlib.contextmanager
-    def _frozen(self, index: int) -> Iterator[None]:
-        """Phase `index` with the parameters of the models earlier phases train set to requires_grad
-        False (`_done_models`); a parameter the task froze itself stays frozen."""
-        params = [p for p in self.frozen_in_phase[index] if p.requires_grad]
-        for param in params:
-            param.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for param in params:
-                param.requires_grad_(True)
-
     def _phase_step(
         self, ps: PhaseState, group: list[Any], scratches: list[dict[str, Any]], index: int
     ) -> tuple[torch.Tensor, tuple[str, torch.Tensor, Any]]:
@@ -621,7 +450,7 @@ class Trainer:
         ps.optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=env.device)
         items = 0
-        with self._frozen(index) if self.frozen_in_phase[index] else contextlib.nullcontext():
+        with frozen(self.frozen_in_phase[index]):
             for micro, (batch, scratch) in enumerate(zip(group, scratches)):
                 with self._no_sync(enabled=micro < len(group) - 1):
                     with self._autocast():
@@ -640,7 +469,7 @@ class Trainer:
             # fp16: an inf gradient is the scaler's business (it skips and lowers the scale), not a NaN
             # skip. A non-finite loss on any rank is: it makes the scaler skip on every rank.
             skip = D.max_over_ranks_((~torch.isfinite(loss_sum)).float(), env)
-            _poison_gradients(ps.params, skip)
+            poison_gradients(ps.params, skip)
             scaler.unscale_(ps.optimizer)
             grad_norm = ps.clip_gradients(self.tcfg.gradient_clip_val, env.device)
         else:
@@ -653,7 +482,7 @@ class Trainer:
             scaler.step(ps.optimizer)  # a fused optimizer takes the scaler's inf flag on the device
             scaler.update()  # lowers the scale after an inf
         else:
-            _step_unless(ps.optimizer, skip)
+            step_unless(ps.optimizer, skip)
         with warnings.catch_warnings():
             # A skipped update (NaN guard, fp16 scaler) still advances the schedule: the step is spent.
             warnings.filterwarnings(
@@ -746,28 +575,19 @@ class Trainer:
 
     def _after_validation(self, metrics: dict[str, float]) -> tuple[bool, bool]:
         """(improved, stop early) for `training.best_metric` and `early_stopping_patience`."""
-        key, mode, state = self.tcfg.best_metric, self.tcfg.best_mode, self.state
+        key = self.tcfg.best_metric
         if key not in metrics:
             if metrics and not self._warned_metric:
-                log.warning(
-                    "training.best_metric %r is not among the validation metrics %s; best.pth is not kept",
-                    key,
-                    sorted(metrics),
-                )
+                log.warning("training.best_metric %r is not among the validation metrics %s; best.pth is not kept",
+                            key, sorted(metrics))  # fmt: skip
                 self._warned_metric = True
             return False, False
-        value = metrics[key]
-        best = state.best_value
-        if (best is None or (value < best if mode == "min" else value > best)) and math.isfinite(value):
-            state.best_value, state.bad_validations = value, 0
-            return True, False
-        state.bad_validations += 1
-        patience = self.tcfg.early_stopping_patience
-        if patience is not None and state.bad_validations >= patience:
+        best = self.state.best_value
+        improved, stop = self.state.judge(
+            metrics[key], self.tcfg.best_mode, self.tcfg.early_stopping_patience
+        )
+        if stop:
             shown = "none finite" if best is None else f"{best:.4g}"
-            self.logger.message(
-                f"early stop at step {state.step}: {key} has not improved for "
-                f"{state.bad_validations} validations (best {shown})"
-            )
-            return False, True
-        return False, False
+            self.logger.message(f"early stop at step {self.state.step}: {key} has not improved for "
+                                f"{self.state.bad_validations} validations (best {shown})")  # fmt: skip
+        return improved, stop
