@@ -250,8 +250,15 @@ def test_adaptation_parameters_are_the_speaker_parts(voice_cfg):
     assert sum(p.numel() for p in params) < total / 4
 
 
-def test_given_durations_replace_the_aligner(voice_cfg):
-    """TextGrid durations: the decoder input follows them exactly, and pitch averages use the same frames."""
+def test_given_durations_replace_the_aligner(voice_cfg, monkeypatch):
+    """TextGrid durations: the decoder input follows them exactly, pitch averages use the same frames,
+    and the alignment search (MAS, a host round trip) does not run at all."""
+    import cinematic.models.fastspeech as fastspeech
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the alignment search ran although durations were given")
+
+    monkeypatch.setattr(fastspeech, "hard_alignment", no_search)
     model = _model(voice_cfg).train()
     batch = _batch(seed=2, batch=1)
     n, t = int(batch["text_lengths"][0]), int(batch["mel_lengths"][0])
@@ -261,6 +268,9 @@ def test_given_durations_replace_the_aligner(voice_cfg):
     assert out["durations"].tolist() == given.tolist()
     first = int(given[0, 0])
     torch.testing.assert_close(out["pitch_target"][0, 0], batch["pitch"][0, :first].mean())
+    weight = torch.ones(())  # the task's on-device binarization switch
+    losses = model.losses(out, batch["mels"], batch["text_lengths"], batch["mel_lengths"], weight)
+    assert losses["binarization"] > 0 and torch.isfinite(losses["loss"])
 
 
 def test_short_utterance_gives_the_same_output_alone_and_padded_in_a_batch(voice_cfg):

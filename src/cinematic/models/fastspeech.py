@@ -365,9 +365,8 @@ class FastSpeech2(nn.Module):
         )
         soft, attn_logprob = self.aligner(mels.transpose(1, 2), embedded.transpose(1, 2), text_mask, prior)
         soft = soft.masked_fill(mel_mask.unsqueeze(-1), 0.0)
-        hard, aligned = hard_alignment(soft, text_lengths, mel_lengths)
-        if durations is None:
-            durations = aligned
+        if durations is None:  # the alignment search (MAS) runs on the host: only when it is needed
+            hard, durations = hard_alignment(soft, text_lengths, mel_lengths)
         else:  # user durations: the hard path follows them, so pitch/energy averages use the same frames
             hard = F.one_hot(length_regulate_index(durations, mels.shape[1]), tokens.shape[1]).float()
             hard = hard.masked_fill(mel_mask.unsqueeze(-1), 0.0)
@@ -409,9 +408,11 @@ class FastSpeech2(nn.Module):
         mels: torch.Tensor,
         text_lengths: torch.Tensor,
         mel_lengths: torch.Tensor,
-        binarization_weight: float = 0.0,
+        binarization_weight: float | torch.Tensor = 0.0,
     ) -> dict[str, torch.Tensor]:
-        """Mel L1 + postnet L1 + duration/pitch/energy MSE (§2.4) + forward-sum and binarization losses."""
+        """Mel L1 + postnet L1 + duration/pitch/energy MSE (§2.4) + forward-sum and binarization losses.
+        A tensor `binarization_weight` (0 or 1 on the device) switches the binarization loss on without a
+        host read; a float 0 skips computing it."""
         keep_mel = (~out["mel_mask"]).unsqueeze(-1).float()
         keep_text = (~out["text_mask"]).float()
         n_mel = keep_mel.sum() * self.n_mels
@@ -423,7 +424,8 @@ class FastSpeech2(nn.Module):
         pitch = (((out["pitch_pred"] - out["pitch_target"]) ** 2) * keep_text).sum() / n_text
         energy = (((out["energy_pred"] - out["energy_target"]) ** 2) * keep_text).sum() / n_text
         align = self.forward_sum(out["attn_logprob"], text_lengths, mel_lengths)
-        binar = binarization_loss(out["hard"], out["soft"]) if binarization_weight > 0 else mels.new_zeros(())
+        needed = isinstance(binarization_weight, torch.Tensor) or binarization_weight > 0
+        binar = binarization_loss(out["hard"], out["soft"]) if needed else mels.new_zeros(())
         total = mel_l1 + post_l1 + duration + pitch + energy + align + binarization_weight * binar
         return {
             "loss": total,

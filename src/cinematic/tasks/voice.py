@@ -196,8 +196,10 @@ class VoiceTask:
     # -------------------------------------------------------------------------------------- steps
 
     @staticmethod
-    def binarization_weight(model: FastSpeech2, cfg: VoiceModelConfig) -> float:
-        return 1.0 if int(model.num_updates) >= cfg.aligner_binarization_start_steps else 0.0
+    def binarization_weight(model: FastSpeech2, cfg: VoiceModelConfig) -> torch.Tensor:
+        """1 once `aligner_binarization_start_steps` updates are done, else 0: a tensor on the model's
+        device (the count is a buffer there), so reading it never waits for the device."""
+        return (model.num_updates >= cfg.aligner_binarization_start_steps).float()
 
     def _forward(
         self, model: nn.Module, core: FastSpeech2, batch: dict[str, torch.Tensor], train: bool
