@@ -56,15 +56,17 @@ def generate_codes(
     seed: int = 0,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Codes (K, frames) from a K-stream model; the same seed gives the same codes."""
+    """Codes (K, frames) from a K-stream model; the same seed gives the same codes on the same device.
+    The codes stay on the model's device until the end (a GPU samples with a device generator and never
+    waits for a token to reach the host)."""
     device = next(model.parameters()).device
     k_streams = model.cfg.num_streams
     cond, guided = guidance_rows(conditions, model.num_conditions, guidance, device)
     rows = cond.size(0)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    generator = torch.Generator(device=device).manual_seed(int(seed))
     steps = frames + k_streams - 1
-    stream = torch.arange(k_streams)
-    delayed = torch.full((k_streams, steps), empty_id, dtype=torch.long)
+    stream = torch.arange(k_streams, device=device)
+    delayed = torch.full((k_streams, steps), empty_id, dtype=torch.long, device=device)
     cache = model.new_cache()
     logits = model(torch.full((rows, k_streams, 1), bos_id, dtype=torch.long, device=device), cond, cache)
     step_range: Any = range(steps)
@@ -73,7 +75,7 @@ def generate_codes(
 
         step_range = tqdm(step_range, desc="generating", unit="step")
     for step in step_range:
-        last = logits[:, :, -1].float().cpu()  # (rows, K, V)
+        last = logits[:, :, -1].float()  # (rows, K, V)
         step_logits = guided_logits(last[0], last[1], guidance) if guided else last[0]  # (K, V)
         step_logits[:, empty_id:] = float("-inf")  # EMPTY and BOS are forced, never sampled
         tokens = sample_next(step_logits, temperature, top_k, top_p, generator=generator)  # (K,)
@@ -81,9 +83,9 @@ def generate_codes(
         tokens = torch.where((frame >= 0) & (frame < frames), tokens, torch.full_like(tokens, empty_id))
         delayed[:, step] = tokens
         if step + 1 < steps:
-            column = tokens.view(1, k_streams, 1).expand(rows, -1, -1).to(device)
+            column = tokens.view(1, k_streams, 1).expand(rows, -1, -1)
             logits = model(column, cond, cache)
-    return deinterleave(delayed)
+    return deinterleave(delayed).cpu()  # the one transfer to the host
 
 
 def griffin_lim(mel: torch.Tensor | np.ndarray, mel_cfg: MelConfig, n_iter: int = 16) -> np.ndarray:
