@@ -11,10 +11,6 @@ draw and one comparison. The keep probability is quantized to 1/65536 (p = 0.1 k
 `torch.manual_seed` and the trainer's saved RNG state make the masks reproducible exactly as with
 `F.dropout`. On other devices, and for tensors under 32 768 elements (where launching four small
 ops costs more than the draws saved), the stock kernel is used.
-
-A mask can also be drawn from an explicit seed (`draw_seed`, then `keep_mask(x, p, seed)`): the same
-seed gives the same mask again, so a backward pass can redraw a forward's mask instead of keeping it
-(as FlashAttention keeps its Philox seed rather than the dropout mask).
 """
 
 from __future__ import annotations
@@ -34,12 +30,10 @@ def dropout_mask(
     p: float,
     scale: float = 1.0,
     dtype: torch.dtype = torch.float32,
-    seed: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CPU tensor of `shape` and `dtype`: `scale` (keep) with probability 1 − p (to 1/65536), else 0.
-    `seed` (from `draw_seed`) fixes the mask; None draws one from torch's default generator. `out`: a
-    contiguous buffer of `dtype` with at least as many elements, whose start receives the mask (a
+    `out`: a contiguous buffer of `dtype` with at least as many elements, whose start receives the mask (a
     loop over masks of different sizes then reuses one buffer instead of a fresh one each time).
 
     The comparison writes the float mask directly: a bool mask would cost a slow bool → float
@@ -48,42 +42,29 @@ def dropout_mask(
     for size in shape:
         numel *= size
     words = -(-numel // 4)  # four 16-bit uniforms per 64-bit draw
-    bits = _random_words(words, seed).view(torch.int16)[:numel]
+    bits = _random_words(words).view(torch.int16)[:numel]
     threshold = round(p * _INT16_VALUES) - _INT16_VALUES // 2  # P(int16 ≥ threshold) = 1 − p
     buffer = torch.empty(numel, dtype=dtype) if out is None else out.view(-1)[:numel]
     mask = torch.ge(bits, threshold, out=buffer).view(shape)
     return mask.mul_(scale) if scale != 1.0 else mask
 
 
-def draw_seed() -> int:
-    """One draw from torch's default (CPU) generator: the seed of one mask. `torch.manual_seed` and the
-    trainer's saved RNG state fix it."""
-    return int(torch.randint(0, 2**63 - 1, ()))
-
-
-def _random_words(count: int, seed: int | None = None) -> torch.Tensor:
+def _random_words(count: int) -> torch.Tensor:
     """`count` uniformly random 64-bit words (int64). numpy's SFC64 makes them 2.4× faster than
-    torch's CPU Mersenne Twister; it is seeded with `seed`, or one draw from torch's default generator,
-    so `torch.manual_seed` and the trainer's saved RNG state fix them all the same."""
-    seed = draw_seed() if seed is None else seed
+    torch's CPU Mersenne Twister; it is seeded with one draw from torch's default generator, so
+    `torch.manual_seed` and the trainer's saved RNG state fix them all the same."""
+    seed = int(torch.randint(0, 2**63 - 1, ()))
     return torch.from_numpy(np.random.SFC64(seed).random_raw(count).view(np.int64))
 
 
-def keep_mask(
-    x: torch.Tensor, p: float, seed: int | None = None, out: torch.Tensor | None = None
-) -> torch.Tensor:
+def keep_mask(x: torch.Tensor, p: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """A 0/1 tensor shaped and typed like `x`, each entry 1 (keep) with probability 1 − p: the fast
-    draw above on CPU, `bernoulli_` elsewhere. With `seed` the same call gives the same mask again
-    (on CPU a given seed gives the mask an unseeded call would have drawn after `draw_seed()`
-    returned it; elsewhere a generator of x's device seeded with it). `out`: a contiguous buffer
-    (x's dtype and device, at least x.numel() elements) to write the mask into."""
+    draw above on CPU, `bernoulli_` elsewhere. `out`: a contiguous buffer (x's dtype and device, at
+    least x.numel() elements) whose start receives the mask."""
     if x.device.type == "cpu":
-        return dropout_mask(x.shape, p, dtype=x.dtype, seed=seed, out=out)
+        return dropout_mask(x.shape, p, dtype=x.dtype, out=out)
     mask = torch.empty_like(x) if out is None else out.view(-1)[: x.numel()].view(x.shape)
-    if seed is None:
-        return mask.bernoulli_(1.0 - p)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    return mask.bernoulli_(1.0 - p, generator=generator)
+    return mask.bernoulli_(1.0 - p)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cinematic.models.layers import Dropout, KVCache, draw_seed, keep_mask
+from cinematic.models.layers import Dropout, KVCache, keep_mask
 
 ATTENTION_IMPLS = ("auto", "chunked", "sdpa", "flex")
 
@@ -178,10 +178,12 @@ class ChunkedRelativeAttention(torch.autograd.Function):
     the same forward spent ~8 % of a training step on the slice, skew and mask backward copies this
     avoids.
 
-    Saved for backward: Q, K, V, the distance table and O (in the compute dtype), each chunk's W
-    once, and with dropout each chunk's mask *seed* (an int, `draw_seed`): the backward redraws M
-    from it (`keep_mask(W, p, seed)` gives the same mask again) instead of keeping W̃ = W ⊙ M as a
-    second (Lq, Lk) tensor per chunk — FlashAttention keeps its Philox seed the same way.
+    Saved for backward: Q, K, V, the distance table and O (in the compute dtype) and one (Lq, Lk)
+    tensor per chunk: W without dropout; with dropout S = W̃ − W/2, which is +W/2 where the mask kept
+    the weight and −W/2 where it dropped it — W and M in one tensor instead of W and W̃ in two. The
+    backward reads W/2 = |S| and W̃/2 = max(S, 0) and folds the two factors of 2 into dO' and δ;
+    halving and the difference of two numbers within a factor 2 are exact in floating point, so the
+    gradients are bitwise those of keeping W and W̃.
 
     Mixed precision: `torch.amp.custom_fwd` / `custom_bwd` for this class's device type (this class:
     CPU; `CudaChunkedRelativeAttention`: CUDA). Under autocast the forward casts q, k, v and the
@@ -260,7 +262,7 @@ def _chunked_forward(
     past = lk - lq
     chunks = _query_chunks(lq, query_chunk)
     out = q.new_empty(b, lq, h, d)  # time-major: the caller's merge of the heads is a view
-    saved, seeds = [], []
+    saved = []
     # W̃ lives only until its chunk's W̃·V: one buffer, sized for the largest chunk, serves them all
     largest = max(stop - start for start, stop in chunks) * b * h
     kept_buffer = q.new_empty(largest * lk) if p > 0 else None
@@ -273,17 +275,18 @@ def _chunked_forward(
             mask[start:stop, :keys],
             masked_from=past + start if causal_only else 0,
         )
-        kept = weights
-        if p > 0:  # one seed per chunk: the backward redraws this mask instead of keeping W̃
-            seeds.append(draw_seed())
-            kept = keep_mask(weights, p, seeds[-1], out=kept_buffer).mul_(weights)
-        out[:, start:stop] = torch.matmul(kept, v[:, :, :keys]).transpose(1, 2)
+        if p > 0:
+            kept = keep_mask(weights, p, out=kept_buffer).mul_(weights)  # W̃
+            out[:, start:stop] = torch.matmul(kept, v[:, :, :keys]).transpose(1, 2)
+            torch.add(kept, weights, alpha=-0.5, out=weights)  # S = W̃ − W/2 = ±W/2, over W
+        else:
+            out[:, start:stop] = torch.matmul(weights, v[:, :, :keys]).transpose(1, 2)
         saved.append(weights)
     y = out.transpose(1, 2)
     if p > 0:  # the 1/(1 − p) rescale on the (Lq, D_h) output, not the (Lq, Lk) weights
         y.mul_(1.0 / (1.0 - p))
     ctx.save_for_backward(q, k, v, table, y, *saved)
-    ctx.chunks, ctx.p, ctx.seeds = chunks, p, seeds
+    ctx.chunks, ctx.p = chunks, p
     return y
 
 
@@ -304,7 +307,8 @@ def _chunked_backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | No
     past = lk - lq
     grad_y = grad_y.to(y.dtype)
     delta = (grad_y * y).sum(-1, keepdim=True).flatten(0, 1)  # (B·H, Lq, 1)
-    grad_o = (grad_y * (1.0 / (1.0 - p)) if p > 0 else grad_y).contiguous().flatten(0, 1)
+    # with dropout the saved S holds W/2 and W̃/2: dO' = dO/(1 − p) is doubled to make up for it
+    grad_o = (grad_y * (2.0 / (1.0 - p)) if p > 0 else grad_y).contiguous().flatten(0, 1)
     q3, k3, v3 = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)  # (B·H, L, D_h) views
     # dK, dV and dE sum a term per chunk: fp32 accumulators whatever the compute dtype
     grad_q = torch.empty_like(q3)
@@ -313,18 +317,18 @@ def _chunked_backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | No
     grad_table = torch.zeros_like(table, dtype=torch.float32)
     # E per (batch, head) for the batched dP·E: a view when B = 1, else one copy of the small table
     table_rows = table if b == 1 else table.repeat(b, 1, 1)  # (B·H, Lk, D_h)
-    # one buffer for every chunk's dP (and one for its redrawn W̃), sized for the largest chunk: a
-    # fresh (Lq, Lk)-sized tensor per chunk costs page faults on CPU
+    # one buffer for every chunk's dP (and two for W̃/2 and W/2), sized for the largest chunk: a fresh
+    # (Lq, Lk)-sized tensor per chunk costs page faults on CPU
     largest = max(stop - start for start, stop in ctx.chunks) * b * h
     grad_buffer = q3.new_empty(largest * (lk + 1))
-    kept_buffer = q3.new_empty(largest * lk) if p > 0 else None
+    kept_buffer, weights_buffer = (q3.new_empty(largest * lk) for _ in range(2)) if p > 0 else (None, None)
     for i, (start, stop) in enumerate(ctx.chunks):
         n, keys = stop - start, past + stop
-        weights = saved[i]  # (B, H, n, keys)
-        kept = weights
-        if p > 0:  # W̃, its mask redrawn from the forward's seed
-            kept = keep_mask(weights, p, ctx.seeds[i], out=kept_buffer).mul_(weights)
-        weights, kept = weights.flatten(0, 1), kept.flatten(0, 1)  # (B·H, n, keys)
+        weights = kept = saved[i].flatten(0, 1)  # (B·H, n, keys): W, or S = ±W/2 with dropout
+        if p > 0:  # W̃/2 = max(S, 0) and W/2 = |S|, into buffers (S stays as saved)
+            size = b * h * n * keys
+            kept = torch.clamp(weights, min=0, out=kept_buffer[:size].view_as(weights))
+            weights = torch.abs(weights, out=weights_buffer[:size].view_as(weights))
         qc, kc, vc, grad_oc = q3[:, start:stop], k3[:, :keys], v3[:, :keys], grad_o[:, start:stop]
         _accumulate(grad_v[:, :keys], kept.transpose(1, 2), grad_oc)
         # per (batch, head): n zeros, then dS — read as (n, keys + 1) this is dP
@@ -332,8 +336,9 @@ def _chunked_backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | No
         padded_grad[:, :n] = 0
         grad_s = padded_grad[:, n:].view(b * h, n, keys)
         torch.bmm(grad_oc, vc.transpose(1, 2), out=grad_s)  # dW̃
-        # dS = W ⊙ (dW̃ ⊙ M − δ) = dW̃ ⊙ W̃ − δ W: two passes, and no need to keep M itself
-        grad_s.mul_(kept).addcmul_(weights, delta[:, start:stop], value=-1)
+        # dS = W ⊙ (dW̃ ⊙ M − δ) = dW̃ ⊙ W̃ − δ W: two passes, and no need to keep M itself (with
+        # dropout grad_s holds 2 dW̃, kept W̃/2 and weights W/2: δ counts twice)
+        grad_s.mul_(kept).addcmul_(weights, delta[:, start:stop], value=-2 if p > 0 else -1)
         _accumulate(grad_k[:, :keys], grad_s.transpose(1, 2), qc)
         torch.bmm(grad_s, kc, out=grad_q[:, start:stop])
         # dP without its first column (the pad row of Eₚ is zero, and its gradient is dropped)
@@ -397,14 +402,16 @@ _COMPILED_FLEX: Callable[..., torch.Tensor] | None = None
 
 def _flex_kernel(device: torch.device) -> Callable[..., torch.Tensor]:
     """flex_attention compiled once per process on an accelerator (eager, it materializes the scores);
-    eager on CPU, where it is a forward-only reference."""
+    eager on CPU, where it is a forward-only reference. torch.compile's default dynamic mode: the
+    first shape compiles a static kernel, a second shape one kernel for any length (a length per
+    compile, with `dynamic=False`, would soon hit dynamo's recompile limit and fall back to eager)."""
     global _COMPILED_FLEX
     from torch.nn.attention.flex_attention import flex_attention
 
     if device.type == "cpu":
         return flex_attention
     if _COMPILED_FLEX is None:
-        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
+        _COMPILED_FLEX = torch.compile(flex_attention)
     return _COMPILED_FLEX
 
 
