@@ -470,3 +470,17 @@ def test_chunked_function_declares_its_autocast_behaviour(monkeypatch):
     ):
         for method in (function.forward, function.backward):  # the decorators' closures hold the device
             assert inspect.getclosurevars(method).nonlocals["device_type"] == device_type
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_check_without_cuda_prints_json_and_exits_0():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["cuda"] is False and "no CUDA device" in report["message"]
