@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cinematic.cli import main
 from cinematic.data.audio import save_audio
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 V1 = REPO_ROOT / "tests" / "fixtures" / "v1"
 MUSIC, LYRICS = V1 / "music/checkpoints/best.pth", V1 / "lyrics/checkpoints/best.pth"

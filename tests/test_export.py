@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
 
 import cinematic
 from cinematic.checkpoint_io import EXPORT_FORMAT, read_checkpoint, read_export
 from cinematic.cli import main
 from cinematic.errors import UserError
 from cinematic.utils import file_sha1, torch_threads
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

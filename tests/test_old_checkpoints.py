@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import REPO_ROOT
 
 from cinematic.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 V1 = REPO_ROOT / "tests" / "fixtures" / "v1"
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 EXAMPLE = REPO_ROOT / "examples" / "cinematic-toy"
 TEXT = "The ship sails at dawn; the drums roll, the horns call, and the choir answers.\n"

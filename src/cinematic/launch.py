@@ -47,8 +47,11 @@ def resolve_run_config(
     nothing else). Otherwise `--config` (default ./config.yaml when present) and `--data_dir` (default
     ./data/<task>)."""
     data_dir = args.data_dir
-    checkpoint, source = _resume_checkpoint(args, family)
     takes_config = args.config is None and (args.resume != "auto" or not Path("config.yaml").is_file())
+    # The trainer reads the checkpoint it resumes from: read it here too only when its config or the
+    # route it recorded is needed (a base-size checkpoint is gigabytes).
+    needed = takes_config or family.route is not None
+    checkpoint, source = _resume_checkpoint(args, family) if needed else (None, None)
     if checkpoint is not None and takes_config:
         if args.resume == "auto":
             log.info("--resume auto without --config: using the config stored in %s", source)
