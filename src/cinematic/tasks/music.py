@@ -222,11 +222,10 @@ class MusicTask:
     # --------------------------------------------------------------------------------- build
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
-        from cinematic.data.balance import stratified_split
-        from cinematic.data.dataset import read_music_dir
+        from cinematic.data.corpora import discover_music_corpus, split_positions
 
         section = cfg.music_model
-        items = [item for item in read_music_dir(data_dir) if item.kind == "midi"]
+        items = discover_music_corpus(data_dir).of_kind("midi")  # seed, EMOPIA, MAESTRO or Lakh layout
         if not items:
             raise UserError(
                 f"{data_dir}: no MIDI files (*.mid, *.midi). The symbolic music route needs MIDI; for audio "
@@ -253,8 +252,8 @@ class MusicTask:
             raise UserError(f"{data_dir}: the MIDI files hold no (non-drum) notes")
 
         groups = [str(items[i].labels.get("emotion", NULL_LABEL)) for i in keep]
-        train_pos, val_pos = stratified_split(
-            groups, cfg.data.val_fraction, self.seed, cfg.data.max_val_items
+        train_pos, val_pos = split_positions(  # the corpus's own split when it has one
+            [items[i] for i in keep], groups, cfg.data.val_fraction, self.seed, cfg.data.max_val_items
         )
         train_idx, val_idx = [keep[i] for i in train_pos], [keep[i] for i in val_pos]
         train_set = MidiCropDataset(
@@ -437,9 +436,9 @@ def piano_roll_figure(score: Any, title: str = "") -> Any:
 
 def resolve_representation(cfg: Config, data_dir: Path) -> str:
     """`music_model.representation` → "midi" or "audio" (auto: MIDI when the folder holds MIDI files)."""
-    from cinematic.data.dataset import read_music_dir
+    from cinematic.data.corpora import discover_music_corpus
 
-    items = read_music_dir(data_dir)
+    items = discover_music_corpus(data_dir).items
     has_midi = any(item.kind == "midi" for item in items)
     has_audio = any(item.kind == "audio" for item in items)
     wanted = cfg.music_model.representation

@@ -214,12 +214,11 @@ class AudioMusicTask:
     # --------------------------------------------------------------------------------- build
 
     def build(self, cfg: Config, data_dir: Path, ctx: BuildContext) -> Built:
-        from cinematic.data.balance import stratified_split
-        from cinematic.data.dataset import read_music_dir
+        from cinematic.data.corpora import discover_music_corpus, split_positions
         from cinematic.models.music_transformer import MusicTransformer
 
         section = cfg.music_model
-        items = [item for item in read_music_dir(data_dir) if item.kind == "audio"]
+        items = discover_music_corpus(data_dir).of_kind("audio")  # seed layout or MAESTRO's audio
         if not items:
             raise UserError(
                 f"{data_dir}: no audio files (*.wav, *.flac, *.ogg, *.mp3) for the music audio route"
@@ -248,8 +247,13 @@ class AudioMusicTask:
         sequences = [delayed_sequence(p.codes, self.vocab) for p in pieces]
         conditions = [condition_ids(p.labels, self.labels) for p in pieces]
         groups = [str(p.labels.get("emotion", NULL_LABEL)) for p in pieces]
-        train_idx, val_idx = stratified_split(
-            groups, cfg.data.val_fraction, self.seed, cfg.data.max_val_items
+        by_path = {item.path: item for item in items}
+        train_idx, val_idx = split_positions(  # the corpus's own split when it has one
+            [by_path[p.path] for p in pieces],
+            groups,
+            cfg.data.val_fraction,
+            self.seed,
+            cfg.data.max_val_items,
         )
         pick = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
         train_set = AudioCropDataset(
