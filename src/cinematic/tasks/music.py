@@ -555,6 +555,22 @@ def add_commands(groups: CommandGroups) -> None:
     add_debug_flag(m)
     m.set_defaults(handler="cinematic.generation.music:generate_command")
 
+    e = groups.evaluate.add_parser(
+        "music", help="NLL, label sensitivity and control accuracy of a music model (both routes)"
+    )
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data_dir", "--data-dir", required=True, help="music files in any corpus layout")
+    e.add_argument("--samples", type=int, default=8, help="generated per condition (0: no control accuracy)")
+    e.add_argument("--length", type=int, default=512, help="tokens per generated sample (symbolic route)")
+    e.add_argument("--duration", type=float, default=5.0, help="seconds per generated sample (audio route)")
+    e.add_argument("--opening", type=int, default=256, help="tokens (steps) of each opening for sensitivity")
+    e.add_argument("--max_files", "--max-files", type=int, default=100, help="files read per split at most")
+    e.add_argument("--vocoder", help="music vocoder checkpoint (audio route; default: the one recorded)")
+    add_sampling_flags(e, temperature=1.0)
+    e.add_argument("--out", required=True, help="report.json")
+    add_debug_flag(e)
+    e.set_defaults(handler="cinematic.generation.music_eval:evaluate_command")
+
 
 FAMILY = ModelFamily(
     name="music",
