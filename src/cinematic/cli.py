@@ -65,6 +65,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="stop at the first unreadable training file (default: skip it and list it in "
         "<run>/skipped_files.json); the same as --set data.strict=true",
     )
+    p.add_argument(
+        "--skip_bad_shards",
+        "--skip-bad-shards",
+        action="store_true",
+        help="training from shards: leave out the items of a missing or truncated shard and list it in "
+        "<run>/skipped_files.json (default: stop with an error naming it); = --set data.skip_bad_shards=true",
+    )
     # `python -m torch.distributed.launch` (deprecated) passes --local-rank=N; torchrun sets LOCAL_RANK.
     p.add_argument("--local-rank", "--local_rank", dest="local_rank", type=int, help=argparse.SUPPRESS)
     _common(p)
@@ -82,7 +89,7 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="demo data, preprocessing, cleaning, reports, augmentation")
     what = p.add_subparsers(
-        dest="what", required=True, metavar="{demo,preprocess,tokenize,clean,report,augment}"
+        dest="what", required=True, metavar="{demo,preprocess,shard,tokenize,clean,report,augment}"
     )
 
     d = what.add_parser("demo", help="write a small demo data set in the seed layout")
@@ -100,6 +107,21 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     _config_args(pre)
     _common(pre)
     pre.set_defaults(handler="cinematic.launch:preprocess_command")
+
+    sh = what.add_parser(
+        "shard",
+        help="write a corpus's training items into streaming shards (train with --data_dir SHARDS)",
+        description="Build FAMILY's training items from DIR and write them into litdata shards; "
+        "`cinematic train FAMILY --data_dir SHARDS` trains from them (docs/streaming.md). Under torchrun "
+        "the ranks share the work.",
+    )
+    sh.add_argument("kind", choices=registry.trainable(), help="model family")
+    sh.add_argument("data_dir")
+    sh.add_argument("--out", required=True, help="shard folder to write")
+    sh.add_argument("--work_dir", "--work-dir", help="where the feature cache lives (default ./work_dir)")
+    _config_args(sh)
+    _common(sh)
+    sh.set_defaults(handler="cinematic.launch:shard_command")
 
     tok = what.add_parser("tokenize", help="fit the audio tokenizer (mel RVQ) of the music audio route")
     tok.add_argument("data_dir")
@@ -132,6 +154,37 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     aug.add_argument("--subtype", default="PCM_16", help="WAV subtype: PCM_16 (default), PCM_24, FLOAT")
     _common(aug)
     aug.set_defaults(handler="cinematic.data.augmentation:augment_command")
+
+
+def _add_song(generate: argparse._SubParsersAction) -> None:
+    """`cinematic generate song`: it uses three families (music, lyrics, singing), so it is registered here
+    rather than by one of them."""
+    p = generate.add_parser(
+        "song",
+        help="a song: lyrics, melody, sung vocals, accompaniment, mix",
+        description="Write a song from a music, a lyrics and a singing checkpoint (docs/song.md).",
+    )
+    p.add_argument("--music", required=True, metavar="CKPT", help="symbolic music checkpoint")
+    p.add_argument("--lyrics", metavar="CKPT", help="lyrics checkpoint (not needed with --lyrics_file)")
+    p.add_argument("--singer", required=True, metavar="CKPT", help="singing checkpoint")
+    p.add_argument("--vocoder", metavar="VCKPT", help="vocoder (default: the one the singing run recorded)")
+    p.add_argument("--language", required=True)
+    p.add_argument("--emotion", required=True)
+    p.add_argument("--genre")
+    p.add_argument("--scene")
+    p.add_argument("--key", help="e.g. 'D minor' (default: by emotion)")
+    p.add_argument("--tempo", type=float, help="beats per minute (default: by emotion)")
+    p.add_argument("--lyrics_file", "--lyrics-file", help="your lyrics (UTF-8, [verse]/[chorus] markers)")
+    p.add_argument("--melody", help="your melody: .mid (one note per syllable) or MusicXML")
+    p.add_argument("--reference", help="sing like the voice in this clip (zero-shot)")
+    p.add_argument("--singer_name", "--singer-name", help="a training singer of the singing model")
+    p.add_argument("--structure", default="verse,chorus,chorus", help="sections of generated lyrics")
+    p.add_argument("--duration", type=float, help="at most this many seconds: the lines that fit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, metavar="DIR")
+    _common(p)
+    p.set_defaults(handler="cinematic.generation.song:song_command")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -169,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     for family in registry.families().values():
         if family.add_commands is not None:
             family.add_commands(groups)
+    _add_song(groups.generate)
     for group in (groups.generate, groups.evaluate):
         group.metavar = "{" + ",".join(group.choices) + "}"
     _add_config(sub)
