@@ -106,6 +106,17 @@ class TrainingConfig(StrictModel):
     """Use deterministic kernels (slower on GPU)."""
     strategy: Literal["ddp", "fsdp"] = "ddp"
     """Data parallelism under torchrun: DDP, or FSDP2 (`fully_shard`)."""
+    compile: bool = False
+    """`torch.compile` each model (the whole model; its blocks one by one under FSDP). Falls back to
+    eager with a warning where compilation is impossible (no C++ compiler, a backend failure).
+    Checkpoint keys are the same with and without it (docs/scale.md)."""
+    activation_checkpointing: bool = False
+    """Recompute each block of the models (the elements of their ModuleLists, as FSDP's units) in the
+    backward pass instead of keeping its activations: less memory, about one more forward per step.
+    Gradients are the same (dropout masks are redrawn from the saved RNG state)."""
+    requeue: bool = False
+    """Under SLURM (`SLURM_JOB_ID` set): after a preemption checkpoint (SIGTERM or SIGUSR1), requeue the
+    job with `scontrol requeue` so it continues with `--resume auto` (docs/scale.md)."""
     checkpoint_every_steps: int = Field(1000, ge=1)
     keep_last_k: int = Field(3, ge=0)
     """How many periodic `step_<n>.pth` checkpoints to keep (last.pth and best.pth are always kept)."""

@@ -13,6 +13,11 @@ Each piece is a `Stateful` (`state_dict()` / `load_state_dict()`); the adapters 
 weights, EMA, optimizers, schedulers and RNG streams look alike. The file layout is the one documented
 in docs/training.md; the files themselves (atomic writes, retention, `--resume auto` scan) are
 `cinematic.training.checkpointing`.
+
+Under FSDP2 (`sharded = True`) the weights, EMA and optimizer state are saved as each rank's shards
+with `torch.distributed.checkpoint` (their adapters also have `sharded_state_dict()` /
+`load_sharded_state_dict()`), into a `step_<n>.dcp/` folder that loads on any world size; see
+`cinematic.training.sharded` and docs/scale.md.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from cinematic.configs import Config
 from cinematic.errors import UserError
 from cinematic.training import checkpointing as ckpt_io
 from cinematic.training import distributed as D
+from cinematic.training import sharded as dcp_files
 from cinematic.training.ema import EMA
 from cinematic.training.optimizers import load_scheduler_state, scheduler_state
+from cinematic.training.speed import strip_compile_prefix
 from cinematic.training.state import Stateful
 
 log = logging.getLogger("cinematic.training")
@@ -49,8 +56,18 @@ def full_state_dict(model: nn.Module, fsdp: bool) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def local_state_dict(model: nn.Module) -> dict[str, Any]:
+    """The weights as this rank holds them, without a gather: DTensor shards under FSDP2, the tensors
+    themselves otherwise (what DCP saves, and the template it loads into)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model)
+
+
 def load_full_state_dict(model: nn.Module, state: dict[str, torch.Tensor], fsdp: bool, what: str) -> None:
-    """Full weights into a (possibly sharded) model; a UserError when they do not fit."""
+    """Full weights into a (possibly sharded) model; a UserError when they do not fit. Keys saved from
+    a `torch.compile` wrapper (`_orig_mod.` prefixes) load into the plain model."""
+    state = strip_compile_prefix(state)
     try:
         if fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
@@ -80,6 +97,18 @@ class ModelWeights:
                 raise UserError(f"the checkpoint has no weights for model {name!r} (it has {list(state)})")
             load_full_state_dict(model, state[name], self.fsdp, repr(name))
 
+    def sharded_state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(this rank's tensors for DCP, the small rest): {name: local state_dict}, {}."""
+        return {name: local_state_dict(model) for name, model in self.models.items()}, {}
+
+    def load_sharded_state_dict(self, tensors: dict[str, Any], extra: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        for name, model in self.models.items():
+            if name not in tensors:
+                raise UserError(f"the checkpoint has no weights for model {name!r} (it has {list(tensors)})")
+            set_model_state_dict(model, tensors[name])
+
 
 @dataclass
 class EMAWeights:
@@ -99,9 +128,29 @@ class EMAWeights:
         return {"ema": weights, "ema_updates": self.ema.num_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load(state.get("ema") or {}, state, lambda model, weights, what: load_full_state_dict(
+            model, weights, self.fsdp, what))  # fmt: skip
+
+    def sharded_state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(this rank's EMA shards, {"ema_updates"}); copies, since the swap puts the weights back."""
+        if self.ema is None:
+            return {"ema": {}}, {"ema_updates": 0}
+        with self.ema.swapped_in():
+            weights = {
+                name: {k: v.detach().clone() for k, v in local_state_dict(self.models[name]).items()}
+                for name in self.ema.params
+            }
+        return {"ema": weights}, {"ema_updates": self.ema.num_updates}
+
+    def load_sharded_state_dict(self, tensors: dict[str, Any], extra: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        self._load(tensors.get("ema") or {}, extra, lambda model, weights, what: set_model_state_dict(
+            model, weights))  # fmt: skip
+
+    def _load(self, saved: dict[str, Any], state: dict[str, Any], load: Callable[..., None]) -> None:
         if self.ema is None:
             return
-        saved = state.get("ema") or {}
         if not saved:
             self.ema.copy_from_models()
         for name in self.ema.params:
@@ -112,7 +161,7 @@ class EMAWeights:
             model = self.models[name]
             buffers = [b.detach().clone() for b in model.buffers()]
             with self.ema.swapped_in([name]):
-                load_full_state_dict(model, saved[name], self.fsdp, f"EMA {name!r}")
+                load(model, saved[name], f"EMA {name!r}")
                 self.ema.copy_from_models([name])
             with torch.no_grad():
                 for buffer, kept in zip(model.buffers(), buffers):
@@ -139,10 +188,10 @@ class OptimizerState:
         options = StateDictOptions(full_state_dict=True, cpu_offload=self.fsdp)
         return get_optimizer_state_dict(self.container, self.optimizer, options=options)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], full: bool = True) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        options = StateDictOptions(full_state_dict=True)
+        options = StateDictOptions(full_state_dict=full)
         try:
             set_optimizer_state_dict(self.container, self.optimizer, optim_state_dict=state, options=options)
         except (KeyError, ValueError, RuntimeError) as err:
@@ -150,6 +199,18 @@ class OptimizerState:
                 f"cannot restore the optimizer state of phase {self.phase!r} from the checkpoint "
                 f"({type(err).__name__}: {err}); the models' parameters changed?"
             ) from None
+
+    def sharded_state_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """({"state": this rank's shards of the moments}, {"param_groups": hyperparameters})."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        state = get_optimizer_state_dict(self.container, self.optimizer)
+        return {"state": state["state"]}, {"param_groups": state["param_groups"]}
+
+    def load_sharded_state_dict(self, tensors: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.load_state_dict(
+            {"state": tensors.get("state", {}), "param_groups": extra["param_groups"]}, False
+        )
 
 
 @dataclass
@@ -176,6 +237,31 @@ class ByName(dict):
         for name, part in self.items():
             if name in (state or {}):
                 part.load_state_dict(state[name])
+
+    def sharded_state_dict(self, only: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        parts = {
+            name: part.sharded_state_dict() for name, part in self.items() if only is None or name in only
+        }
+        return {n: t for n, (t, _) in parts.items()}, {n: e for n, (_, e) in parts.items()}
+
+    def load_sharded_state_dict(self, tensors: dict[str, Any], extra: dict[str, Any]) -> None:
+        for name, part in self.items():
+            if name in tensors:
+                part.load_sharded_state_dict(tensors[name], (extra or {}).get(name, {}))
+
+
+def is_sharded_part(part: Any) -> bool:
+    """Saved as shards under FSDP2: the weights, the EMA and the optimizers."""
+    if isinstance(part, ByName):
+        return bool(part) and all(isinstance(p, OptimizerState) for p in part.values())
+    return isinstance(part, ModelWeights | EMAWeights | OptimizerState)
+
+
+def is_optimizer_part(part: Any) -> bool:
+    """Left out of an inference-only best.pth."""
+    return isinstance(part, OptimizerState) or (
+        isinstance(part, ByName) and any(isinstance(p, OptimizerState) for p in part.values())
+    )
 
 
 # ------------------------------------------------------------------------------------------ RNG streams
@@ -237,9 +323,16 @@ class CheckpointManager:
         self.ckpt_dir, self.env, self.keep_last_k = ckpt_dir, env, keep_last_k
         self.entries: list[_Entry] = []
         self.last_saved_step = -1
+        self.sharded = False
+        """FSDP2: save the weights, EMA and optimizers as DCP shards (`step_<n>.dcp/`), best.pth
+        with the weights only."""
+        self._last_folder: Path | None = None
 
     @property
     def last_path(self) -> Path:
+        """The newest checkpoint written: last.pth, or the newest step_<n>.dcp folder when sharded."""
+        if self.sharded and self._last_folder is not None:
+            return self._last_folder
         return self.ckpt_dir / "last.pth"
 
     @property
@@ -269,15 +362,45 @@ class CheckpointManager:
         return out
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Restore every piece, in registration order."""
+        """Restore every piece, in registration order (the shards of a sharded checkpoint first read
+        from its folder into this run's layout, whatever the world size that wrote it)."""
+        tensors = self._read_shards(checkpoint) if dcp_files.FOLDER_KEY in checkpoint else None
         for entry in self.entries:
-            entry.part.load_state_dict(checkpoint if entry.key is None else checkpoint.get(entry.key))
+            state = checkpoint if entry.key is None else checkpoint.get(entry.key)
+            if tensors is not None and is_sharded_part(entry.part):
+                mine = tensors if entry.key is None else tensors.get(entry.key, {})
+                entry.part.load_sharded_state_dict(mine, state or {})
+            else:
+                entry.part.load_state_dict(state)
+
+    def _read_shards(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """This rank's tensors of a sharded checkpoint: the current state of the sharded pieces as the
+        template (only what the checkpoint holds), filled by DCP."""
+        layout: dict[str, list[str]] = checkpoint[dcp_files.LAYOUT_KEY]
+        template: dict[str, Any] = {}
+        for entry in self.entries:
+            if not is_sharded_part(entry.part):
+                continue
+            if isinstance(entry.part, ByName):
+                tensors, _ = entry.part.sharded_state_dict(only=layout.get(entry.key or "", []))
+            else:
+                tensors, _ = entry.part.sharded_state_dict()
+            top = tensors if entry.key is None else {entry.key: tensors}
+            for key, value in top.items():
+                if key in layout:
+                    template[key] = {name: v for name, v in value.items() if name in layout[key]}
+        dcp_files.load(template, Path(checkpoint[dcp_files.FOLDER_KEY]))
+        return template
 
     # ------------------------------------------------------------------------------------ files
 
     def save(self, step: int, *, periodic: bool, best: bool = False) -> None:
         """Write step_<n>.pth (periodic, when keep_last_k > 0), last.pth, and best.pth (on improvement).
-        Every rank calls it (pieces gather); rank 0 writes."""
+        Every rank calls it (pieces gather); rank 0 writes. Sharded: step_<n>.dcp/ (every rank writes
+        its shards) and an inference-only best.pth."""
+        if self.sharded:
+            self._save_sharded(step, best)
+            return
         state = self.state_dict()
         self.last_saved_step = step
         if not self.env.is_main_process:
@@ -291,6 +414,44 @@ class CheckpointManager:
             ckpt_io.atomic_save(state, self.last_path)
         if best:
             ckpt_io.atomic_copy(self.last_path, self.best_path)
+
+    def _save_sharded(self, step: int, best: bool) -> None:
+        main = self.env.is_main_process
+        tensors: dict[str, Any] = {}
+        small: dict[str, Any] = {}
+        layout: dict[str, list[str]] = {}
+        for entry in self.entries:
+            if is_sharded_part(entry.part):
+                part_tensors, extra = entry.part.sharded_state_dict()
+                top = part_tensors if entry.key is None else {entry.key: part_tensors}
+                tensors.update(top)
+                layout.update({key: sorted(value) for key, value in top.items()})
+                state = extra
+            elif entry.collective or main:
+                state = entry.part.state_dict()
+            else:
+                continue
+            if entry.key is None:
+                small.update(state)
+            else:
+                small[entry.key] = state
+        small[dcp_files.LAYOUT_KEY] = layout
+        if best:
+            # Inference weights only, gathered a unit at a time to rank 0's CPU: no optimizer state.
+            inference = {}
+            for entry in self.entries:
+                if is_optimizer_part(entry.part) or not (entry.collective or main):
+                    continue
+                state = entry.part.state_dict()
+                inference.update(state if entry.key is None else {entry.key: state})
+            if main:
+                inference["inference_only"] = True
+                ckpt_io.atomic_save(inference, self.best_path)
+        keep = self.keep_last_k
+        self._last_folder = dcp_files.save(
+            tensors, small if main else None, self.ckpt_dir, step, self.env, keep
+        )
+        self.last_saved_step = step
 
     def find(self, resume: str | None) -> dict[str, Any] | None:
         """The checkpoint to resume (`--resume PATH`, `--resume auto`, or None for a new run, which
@@ -306,7 +467,13 @@ class CheckpointManager:
                 )
             return None
         if resume != "auto":
-            return ckpt_io.load_for_resume(resume)
+            checkpoint = ckpt_io.load_for_resume(resume)
+            if checkpoint.get("inference_only"):
+                raise UserError(
+                    f"--resume: {resume} holds the weights of an FSDP run for inference only (no optimizer "
+                    f"state); resume from its sharded checkpoint (--resume auto, or a step_<n>.dcp folder)"
+                )
+            return checkpoint
         found = ckpt_io.find_resume_checkpoint(self.ckpt_dir) if self.env.is_main_process else None
         path = D.broadcast_object(str(found[0]) if found else None, self.env)
         if path is None:

@@ -6,7 +6,9 @@ Layout of `<run_dir>/checkpoints/`:
 
 - `last.pth`: rewritten by every save (periodic, best, final); what `--resume auto` tries first;
 - `best.pth`: the checkpoint with the best `training.best_metric` so far;
-- `step_<n>.pth`: every `training.checkpoint_every_steps` steps, the newest `training.keep_last_k` kept.
+- `step_<n>.pth`: every `training.checkpoint_every_steps` steps, the newest `training.keep_last_k` kept;
+- `step_<n>.dcp/`: instead of the .pth files, under FSDP2: sharded checkpoints
+  (`cinematic.training.sharded`), found by `--resume auto` like the files.
 
 Every file is written to a temporary file in the same folder, flushed and fsynced, then renamed over
 the target (`os.replace` is atomic on POSIX), so a process killed mid-save leaves the previous file
@@ -29,6 +31,7 @@ import torch
 
 from cinematic.checkpoint_io import is_export_file, model_state_dict, read_checkpoint
 from cinematic.errors import UserError
+from cinematic.training import sharded
 from cinematic.utils import atomic_write, default_file_mode
 
 log = logging.getLogger(__name__)
@@ -90,10 +93,12 @@ def prune_step_files(ckpt_dir: Path, keep_last_k: int) -> None:
 
 
 def leftover_temp_files(ckpt_dir: Path) -> None:
-    """Remove temporary files a killed save left behind."""
+    """Remove temporary files (and sharded folders) a killed save left behind."""
     if ckpt_dir.is_dir():
         for path in ckpt_dir.glob(".*.tmp"):
-            path.unlink(missing_ok=True)
+            if path.is_file():
+                path.unlink(missing_ok=True)
+        sharded.remove_partial(ckpt_dir)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -113,7 +118,8 @@ def try_load(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def existing_checkpoints(ckpt_dir: Path) -> list[Path]:
     if not ckpt_dir.is_dir():
         return []
-    return sorted(p for p in ckpt_dir.glob("*.pth") if p.is_file())
+    files = sorted(p for p in ckpt_dir.glob("*.pth") if p.is_file())
+    return files + [path for _, path in sharded.sharded_folders(ckpt_dir)]
 
 
 def find_resume_checkpoint(ckpt_dir: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -126,19 +132,31 @@ def find_resume_checkpoint(ckpt_dir: Path) -> tuple[Path, dict[str, Any]] | None
         last, problem = try_load(last_path)
         if last is None:
             log.warning("--resume auto: skipping %s (%s)", last_path, problem)
+    found: tuple[Path, dict[str, Any]] | None = (last_path, last) if last is not None else None
     for step, path in reversed(step_files(ckpt_dir)):
         if last is not None and int(last["step"]) >= step:
             break
         checkpoint, problem = try_load(path)
         if checkpoint is not None:
-            return path, checkpoint
+            found = path, checkpoint
+            break
         log.warning("--resume auto: skipping %s (%s)", path, problem)
-    return (last_path, last) if last is not None else None
+    # Sharded checkpoints (FSDP2) in the same folder: the newest readable one wins if it is later.
+    for step, path in reversed(sharded.sharded_folders(ckpt_dir)):
+        if found is not None and int(found[1]["step"]) >= step:
+            break
+        try:
+            return path, sharded.read_state(path)
+        except UserError as err:
+            log.warning("--resume auto: skipping %s (%s)", path, err)
+    return found
 
 
 def load_for_resume(path: str | Path) -> dict[str, Any]:
     """`--resume PATH`: the checkpoint, or a UserError that names what exists."""
     path = Path(path)
+    if path.is_dir() and sharded.is_sharded_checkpoint(path):
+        return sharded.read_state(path)
     if not path.is_file():
         siblings = existing_checkpoints(path.parent)
         hint = f"; checkpoints there: {', '.join(p.name for p in siblings)}" if siblings else ""

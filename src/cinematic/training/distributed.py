@@ -22,11 +22,13 @@ connections close; torchrun stops the job).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import random
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,9 +143,14 @@ def init_distributed() -> DistEnv:
         world_size, rank = dist.get_world_size(), dist.get_rank()
     elif world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = timeout_from_env(DIST_TIMEOUT_ENV, DIST_TIMEOUT_DEFAULT_MIN)
+        store = _restart_store(world_size, timeout)
         dist.init_process_group(
             backend=backend,
-            timeout=timeout_from_env(DIST_TIMEOUT_ENV, DIST_TIMEOUT_DEFAULT_MIN),
+            timeout=timeout,
+            store=store,
+            rank=rank if store is not None else -1,
+            world_size=world_size if store is not None else -1,
             # NCCL: bind the communicator to this rank's GPU now (no guessing the device later, and a
             # barrier that knows its device).
             device_id=device if device.type == "cuda" else None,
@@ -159,6 +166,22 @@ def init_distributed() -> DistEnv:
         owns_process_group=owns,
         wait_group=wait_group,
     )
+
+
+def _restart_store(world_size: int, timeout: datetime.timedelta) -> object | None:
+    """After a `torchrun --max-restarts` restart: the agent's store, under a prefix of this attempt.
+
+    torchrun keeps one key-value store for every attempt of a job, and process groups publish their
+    ranks' addresses in it under names that repeat (group 0, 1, …): without the prefix a restarted
+    rank may read the address a dead rank of the previous attempt published and fail to connect
+    ("Connection refused"). None: the first attempt, or not under torchrun's store (plain env://)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+    )
+    return dist.PrefixStore(f"cinematic/attempt_{attempt}/", store)
 
 
 _WAIT_GROUPS: list[tuple[object, object]] = []
@@ -415,6 +438,23 @@ def _is_block(module: nn.Module) -> bool:
     return any(
         name != skip and next(child.parameters(), None) is not None for name, child in module.named_children()
     )
+
+
+@contextlib.contextmanager
+def no_sync(models: Iterable[nn.Module], env: DistEnv, enabled: bool) -> Iterator[None]:
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP2) of `models` inside the block: every
+    micro-batch but the last of an accumulation group."""
+    if not enabled or not env.is_distributed:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for model in models:
+            if isinstance(model, nn.parallel.DistributedDataParallel):
+                stack.enter_context(model.no_sync())
+            elif is_fsdp(model):
+                model.set_requires_gradient_sync(False)
+                stack.callback(model.set_requires_gradient_sync, True)
+        yield
 
 
 def unwrap(model: nn.Module) -> nn.Module:

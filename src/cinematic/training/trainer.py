@@ -66,6 +66,7 @@ from cinematic.training.phases import (
     poison_gradients,
     step_unless,
 )
+from cinematic.training.preemption import PreemptionWatch
 from cinematic.training.runtime import (  # noqa: F401  (re-exported: the trainer's public helpers)
     DeviceLoader,
     FixedShapes,
@@ -76,6 +77,7 @@ from cinematic.training.runtime import (  # noqa: F401  (re-exported: the traine
     resolve_amp,
     to_device,
 )
+from cinematic.training.speed import apply_levers
 from cinematic.training.state import TrainState
 from cinematic.training.task import BuildContext, Built, StepOutput
 from cinematic.utils import atomic_write_bytes
@@ -184,6 +186,7 @@ class Trainer:
         self.ema = EMA({n: self.models[n] for n in ema_names}, tcfg.ema_decay) if tcfg.ema_decay else None
 
         self.state = TrainState()
+        self.preemption = PreemptionWatch(env)
         self._pending: list[PendingStep] = []
         # Reading a step's skip flags waits for the device: on CUDA they are read one step later (by
         # then the device has finished that step), on the CPU at once. See `_settle`.
@@ -212,6 +215,7 @@ class Trainer:
         """The checkpoint's pieces (layout in docs/training.md), restored in this order: the weights
         before the EMA (which may start from them), the train state before the RNG streams."""
         add, fsdp = self.checkpoints.register, self.fsdp
+        self.checkpoints.sharded = fsdp  # DCP shards, any world size (sharded.py)
         identity = {
             "format_version": ckpt_io.FORMAT_VERSION,
             "task": self.task_name,
@@ -243,6 +247,8 @@ class Trainer:
             self.env.is_distributed and self.tcfg.strategy == "ddp" and len(self.phases) > 1
         )
         self.amp_dtype = resolve_amp(self.tcfg.amp, self.env.device)
+        fsdp = self.env.is_distributed and self.tcfg.strategy == "fsdp"
+        apply_levers(built.models, self.tcfg, self.env.device, fsdp)  # compile, activation checkpointing
         for name, model in built.models.items():
             model.to(self.env.device)
             model.train()
@@ -274,7 +280,8 @@ class Trainer:
                 try:
                     if self.logger.bar is not None:
                         self.live = LiveLoss(env.device, [phase.name for phase in self.phases])
-                    return self._fit()
+                    with self.preemption.installed():  # SIGTERM/SIGUSR1: checkpoint and exit 75
+                        return self._fit()
                 finally:
                     self.heartbeat.stop()  # before the bar it refreshes goes
                     self.logger.close()
@@ -357,6 +364,10 @@ class Trainer:
         periodic = step % tcfg.checkpoint_every_steps == 0
         if periodic or improved or stop:
             self._save(step, periodic=periodic, best=improved)
+        if not stop and self.preemption.agreed():  # a signal on any rank: every rank saves and leaves
+            if self.checkpoints.last_saved_step != step:
+                self._save(step, periodic=False)
+            self.preemption.leave(step, self.checkpoints.last_path, self.tcfg.requeue)
         return stop, metrics
 
     def _save(self, step: int, periodic: bool, best: bool = False) -> None:
@@ -370,21 +381,6 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.env.device.type, dtype=self.amp_dtype)
-
-    @contextlib.contextmanager
-    def _no_sync(self, enabled: bool) -> Iterator[None]:
-        """Skip the gradient all-reduce on every micro-batch but the last of an accumulation group."""
-        if not enabled or not self.env.is_distributed:
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            for model in self.train_models.values():
-                if isinstance(model, nn.parallel.DistributedDataParallel):
-                    stack.enter_context(model.no_sync())
-                elif D.is_fsdp(model):
-                    model.set_requires_gradient_sync(False)
-                    stack.callback(model.set_requires_gradient_sync, True)
-            yield
 
     def train_step(self, group: list[Any]) -> None:
         """One optimizer step of every phase over an accumulation group of micro-batches."""
@@ -452,7 +448,7 @@ class Trainer:
         items = 0
         with frozen(self.frozen_in_phase[index]):
             for micro, (batch, scratch) in enumerate(zip(group, scratches)):
-                with self._no_sync(enabled=micro < len(group) - 1):
+                with D.no_sync(self.train_models.values(), self.env, enabled=micro < len(group) - 1):
                     with self._autocast():
                         out: StepOutput = self.task.training_step(
                             self.train_models, batch, ps.phase.name, scratch
