@@ -3,7 +3,8 @@
 Each model family may add one stage (`ModelFamily.quickstart`): a function
 `quickstart(qs: Quickstart) -> list[Path]` in its task module that trains a tiny model on the demo data
 (printing its validation metric before and after training through `qs.report`) and writes its samples
-into `qs.samples_dir`. Stages run in `quickstart_order` (the speech vocoder before the voice model).
+into `qs.samples_dir`. Stages run in `quickstart_order` (the speech vocoder before the voice model). After them, the song stage
+(`song_stage`) writes `samples/song/` from the runs' own music, lyrics and singing checkpoints.
 """
 
 from __future__ import annotations
@@ -58,6 +59,53 @@ def stages() -> list[ModelFamily]:
     return sorted(with_stage, key=lambda family: family.quickstart_order)
 
 
+SONG_SECONDS = 30.0
+"""Length of the quickstart's song (the lines of the generated lyrics that fit)."""
+
+
+def _run_checkpoint(runs: Path, name: str) -> Path | None:
+    folder = runs / name / "checkpoints"
+    for candidate in ("best.pth", "last.pth"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    return None
+
+
+def song_stage(qs: Quickstart) -> list[Path]:
+    """`samples/song/`: one song from the quickstart's music, lyrics and singing checkpoints (a language both
+    the lyrics and the singing model know, an emotion the music model knows), sung with the harmonic
+    renderer: the quickstart's briefly trained HiFi-GAN does not yet keep singing in tune."""
+    from cinematic.generation.song import SongGenerator
+
+    runs = Path(qs.config.training.work_dir)
+    checkpoints = {name: _run_checkpoint(runs, name) for name in ("music", "lyrics", "singing")}
+    missing = [name for name, path in checkpoints.items() if path is None]
+    if missing:
+        print(f"  skipped: no {', '.join(missing)} checkpoint under {runs}", flush=True)
+        return []
+    songs = SongGenerator.from_checkpoints(
+        music=checkpoints["music"],
+        lyrics=checkpoints["lyrics"],
+        singer=checkpoints["singing"],
+        vocoder="harmonic",
+    )
+    languages = [lang for lang in songs.singer.languages if lang in songs.lyrics.labels.get("language", [])]
+    emotions = songs.music.known_labels.get("emotion") or [None]
+    lyric_emotions = set(songs.lyrics.labels.get("emotion", []))
+    emotion = next((e for e in emotions if e in lyric_emotions), emotions[0])
+    if not languages:
+        print("  skipped: the lyrics and the singing model share no language", flush=True)
+        return []
+    song = songs.generate(language=languages[0], emotion=emotion, duration=SONG_SECONDS, seed=0)
+    written = song.save(Path(qs.samples_dir) / "song")
+    print(
+        f"  {song.duration:.1f} s in {song.key.name} at {song.tempo:g} bpm, {len(song.lines)} lines "
+        f"({languages[0]}, {emotion}); {', '.join(f'{k} {v:.1f} s' for k, v in song.timings.items())}",
+        flush=True,
+    )
+    return written
+
+
 def quickstart_command(args: argparse.Namespace) -> int:
     from cinematic.data.demo import write_demo_data
     from cinematic.training.distributed import configure_logging
@@ -77,6 +125,8 @@ def quickstart_command(args: argparse.Namespace) -> int:
     for family in stages():
         print(f"== {family.quickstart_title or family.name}", flush=True)
         written.extend(family.quickstart(qs))
+    print("== song: lyrics → melody → sung vocals → accompaniment → mix", flush=True)
+    written.extend(song_stage(qs))
     from cinematic.export import export_runs
 
     print(f"== exported models (each generates alone) → {qs.samples_dir}", flush=True)

@@ -17,9 +17,10 @@ Stages (each prints a progress line; `song.timings` keeps their seconds):
 5. mix — vocal level relative to the accompaniment, −14 LUFS integrated, a limiter (`generation.mix`).
 
 Key and tempo: `key`/`tempo` when given, else from the emotion (minor for dark emotions, a tonic drawn by
-the seed; tempo by emotion), or for a user's melody its own tempo (MIDI) and its measured key. The music
-model is not conditioned on them (its checkpoints know emotion/genre/scene labels only); the key is imposed
-by the decoding constraint and the tempo by the beat grid the material is placed on.
+the seed; tempo by emotion), or for a user's melody its own tempo (MIDI) and its measured key. A music
+checkpoint trained with measured attributes (`cinematic.data.attributes`) is conditioned on key, mode and
+tempo as well; in every case the key is imposed by the decoding constraint and the tempo by the beat grid
+the material is placed on, so older checkpoints (emotion/genre/scene only) keep both too.
 
 Everything depends only on the inputs and the seed: the same seed gives byte-identical files.
 """
@@ -244,9 +245,10 @@ class SongGenerator:
         device: str = "cpu",
     ) -> SongGenerator:
         """Load the models from their checkpoints (paths or dicts); a checkpoint of the wrong kind is a
-        `UserError` naming it."""
+        `UserError` naming it. `vocoder`: a vocoder checkpoint, or "harmonic" (the singing model's
+        source-filter renderer, exactly at the model's F0); default: the one the singing run recorded."""
         from cinematic.generation.music import MusicGenerator, is_audio_checkpoint
-        from cinematic.generation.singing import SingingSynthesizer
+        from cinematic.generation.singing import HARMONIC, SingingSynthesizer
 
         music_ckpt, music_src = _load(music)
         if music_ckpt.get("task") != "music" or is_audio_checkpoint(music_ckpt):
@@ -269,18 +271,17 @@ class SongGenerator:
             raise UserError(
                 f"--singer {singer_src}: a {singer_ckpt.get('task')!r} checkpoint, not a singing one"
             )
-        vocoder_src = (
-            None if vocoder is None else "<in memory>" if isinstance(vocoder, dict) else str(vocoder)
-        )
-        if isinstance(vocoder, str | Path):
+        vocoder_src = None if vocoder is None or isinstance(vocoder, dict) else str(vocoder)
+        if isinstance(vocoder, str | Path) and str(vocoder) != HARMONIC:
             vocoder = read_checkpoint(vocoder)
         sources = {"music": music_src, "lyrics": lyrics_src, "singer": singer_src, "vocoder": vocoder_src}
-        return cls(
-            MusicGenerator.from_checkpoint(music_ckpt, device=device),
-            lyrics_model,
-            SingingSynthesizer.from_checkpoint(singer_ckpt, device=device, vocoder=vocoder),
-            sources,
+        synth = SingingSynthesizer.from_checkpoint(
+            singer_ckpt,
+            device=device,
+            vocoder=vocoder,
+            checkpoint_path=None if isinstance(singer, dict) else singer,  # finds the recorded vocoder
         )
+        return cls(MusicGenerator.from_checkpoint(music_ckpt, device=device), lyrics_model, synth, sources)
 
     def singer_range(self, singer: str | None) -> tuple[int, int]:
         """The pitch range the melody is written in: the singing model's for this singer when it
@@ -446,9 +447,8 @@ class SongGenerator:
             acc_range = (max(low - 19, 24), low + 4)
             bars_of_material = min(total_bars, 8)
             tokens = int(min(2048, max(256, 48 * BEATS_PER_BAR * bars_of_material)))
-            material = generate_material(
-                self.music, music_labels, the_key, acc_range, tokens, seed + 1, temperature=1.0
-            )
+            conditions = self.music_conditions(music_labels, the_key, the_tempo)
+            material = generate_material(self.music, conditions, the_key, acc_range, tokens, seed + 1)
             acc_notes = arrange_accompaniment(material, the_tempo, total_bars)
             program = 48 if (emotion or "").lower() in STRONG_EMOTIONS else 0
             accompaniment = self._render(acc_notes, program, the_tempo)
@@ -466,7 +466,7 @@ class SongGenerator:
             "checkpoints": dict(self.sources),
             "language": language,
             "labels": labels,
-            "music_labels_used": music_labels,
+            "music_conditions": self.music_conditions(music_labels, the_key, the_tempo),
             "singer": None if reference is not None else (singer or (self.singer.singers or [None])[0]),
             "reference": None if reference is None else str(reference),
             "seed": seed,
@@ -492,12 +492,10 @@ class SongGenerator:
         seed: int,
     ) -> tuple[list[SungLine], Key, float, int]:
         if melody is not None:
-            from cinematic.data.singing import read_melody
-
             path = Path(melody)
             if not path.is_file():
                 raise UserError(f"--melody {path}: no such file")
-            notes = read_melody(path)
+            notes = read_melody_notes(path)
             the_tempo = float(tempo) if tempo is not None else _file_tempo(path)
             sung = fit_melody(lines, notes, str(path), pitch_range, the_tempo)
             the_key = (
@@ -510,13 +508,28 @@ class SongGenerator:
         the_tempo = float(tempo) if tempo is not None else float(default_tempo(emotion))
         syllables = sum(len(line.syllables) for line in lines)
         tokens = int(min(4096, max(256, 10 * syllables)))
-        material = generate_material(self.music, music_labels, the_key, pitch_range, tokens, seed)
+        conditions = self.music_conditions(music_labels, the_key, the_tempo)
+        material = generate_material(self.music, conditions, the_key, pitch_range, tokens, seed)
         return (
             compose_melody(lines, material, the_key, the_tempo, pitch_range, start_bar=1),
             the_key,
             the_tempo,
             1,
         )
+
+    def music_conditions(self, labels: dict[str, str], key: Key, tempo: float) -> dict[str, Any]:
+        """The music model's conditions: its known labels, plus key, mode and tempo when the checkpoint was
+        trained with those measured attributes (`cinematic.data.attributes`); older checkpoints have none,
+        and then the key is imposed by the decoding constraint and the tempo by the beat grid alone."""
+        conditions: dict[str, Any] = dict(labels)
+        known = self.music.labels
+        if "key" in known:
+            conditions["key"] = key.name.lower()
+        if "mode" in known:
+            conditions["mode"] = key.mode
+        if "tempo" in known:
+            conditions["tempo"] = float(tempo)
+        return conditions
 
     def _render(self, notes: np.ndarray, program: int, tempo: float) -> np.ndarray:
         from cinematic.data.synth import render_audio
@@ -540,6 +553,55 @@ def _lines_within(lines: list[LyricLine], duration: float, tempo: float) -> list
             break
         kept.append(line)
     return kept
+
+
+def read_melody_notes(path: Path) -> list[Any]:
+    """The notes of a user's melody: `read_melody` (MIDI lyric events or MusicXML lyrics give the slurs of
+    melismas), or for a file without lyrics its top voice, one note per onset (every note then takes a
+    syllable). A file neither reader can read is a `UserError` naming it."""
+    from cinematic.data.singing import SungNote, read_melody
+
+    try:
+        return read_melody(path)
+    except UserError as lyric_error:
+        suffix = path.suffix.lower()
+        if suffix in (".mid", ".midi"):
+            from cinematic.data.tokenizers.midi import PerformanceTokenizer, load_score
+
+            rows = PerformanceTokenizer().normalize(load_score(path))
+        elif suffix in (".musicxml", ".xml", ".mxl"):
+            import music21
+
+            try:
+                flat = music21.converter.parse(str(path)).stripTies().flatten()
+            except Exception:
+                raise lyric_error from None
+            tempo = 60.0 / 120.0  # seconds per quarter; the tempo is applied later from --tempo or 120
+            rows = np.array(
+                [
+                    (
+                        float(n.offset) * tempo,
+                        float(n.offset + n.quarterLength) * tempo,
+                        max(p.midi for p in n.pitches),
+                        80,
+                    )
+                    for n in flat.notes
+                ],
+                dtype=np.float64,
+            ).reshape(-1, 4)
+        else:
+            raise
+        if len(rows) == 0:
+            raise UserError(f"--melody {path}: it has no notes") from None
+        top = []
+        for onset in np.unique(rows[:, 0]):
+            at = rows[rows[:, 0] == onset]
+            best = at[np.argmax(at[:, 2])]
+            top.append(SungNote("", int(best[2]), float(best[0]), float(best[1] - best[0])))
+        for i in range(len(top) - 1):  # one voice: a note ends where the next begins
+            if top[i].onset + top[i].duration > top[i + 1].onset:
+                top[i] = SungNote("", top[i].pitch, top[i].onset, top[i + 1].onset - top[i].onset)
+        return top
 
 
 def _file_tempo(path: Path) -> float:
