@@ -15,6 +15,7 @@ from toy_tasks import make_task
 from cinematic.configs import load_config
 from cinematic.errors import UserError
 from cinematic.training import checkpointing as ckpt_io
+from cinematic.training.sharded import read_full
 from cinematic.training.trainer import Trainer, run_training
 
 
@@ -56,6 +57,11 @@ def test_fsdp_run_writes_one_file_per_rank_and_an_inference_best(job):
     assert state["step"] == FSDP_STEPS and state["world_size"] == 2 and len(state["rng"]) == 2
     reference = torch.load(job / "out" / "fsdp_full.pt", weights_only=True)
     best = torch.load(ckpt_dir(job) / "best.pth", weights_only=True)
+    full = read_full(folder)  # the single-file layout, for inspection and conversion
+    assert_equal(full["model"], reference["model"])
+    assert_equal(full["ema"], reference["ema"]["ema"])
+    assert full["ema_updates"] == reference["ema"]["ema_updates"] == FSDP_STEPS
+    assert_equal(full["optimizers"]["main"]["state"], reference["optimizers"]["main"]["state"])
     assert best["inference_only"] and "optimizers" not in best
     assert best["step"] <= FSDP_STEPS and set(best["model"]["net"]) == set(reference["model"]["net"])
     if best["step"] == FSDP_STEPS:

@@ -298,7 +298,7 @@ def _distributed(args: argparse.Namespace) -> None:
             Path(base.training.work_dir)
             / f"{task}_fsdp"
             / "checkpoints"
-            / f"step_{base.training.max_steps // 2}.pth"
+            / f"step_{base.training.max_steps // 2}.dcp"  # FSDP: sharded checkpoints
         )
         sets = [*args.set, "training.strategy=fsdp", f"training.run_name={task}_fsdp_resumed"]
         weights = _train(task, load_config(args.config, sets), data_dir, resume=str(middle))

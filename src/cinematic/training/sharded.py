@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +116,36 @@ def save(
     return final
 
 
+def read_full(folder: Path) -> dict[str, Any]:
+    """A sharded checkpoint as the single-file layout (docs/training.md): every tensor whole, in one
+    process's memory (for inspection, tests and conversion, not for resuming a large run)."""
+    import tempfile
+
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    state = read_state(Path(folder))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp_to_torch_save(folder, Path(tmp) / "full.pth")
+        tensors = torch.load(Path(tmp) / "full.pth", map_location="cpu", weights_only=True)
+    for phase, extra in (state.get("optimizers") or {}).items():
+        tensors.setdefault("optimizers", {}).setdefault(phase, {}).update(extra)
+    for key in (LAYOUT_KEY, FOLDER_KEY, "optimizers"):
+        state.pop(key, None)
+    return {**state, **tensors}
+
+
 def load(template: dict[str, Any], folder: Path) -> None:
     """Fill `template` (this rank's tensors, in the layout of the checkpoint, any world size) in place
     from `folder`; a UserError when the shapes or names do not fit."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
 
+    distributed = dist.is_available() and dist.is_initialized()
     try:
-        dcp.load(template, checkpoint_id=folder, no_dist=not (dist.is_available() and dist.is_initialized()))
+        with warnings.catch_warnings():  # one process: DCP says it assumes so
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(template, checkpoint_id=folder, no_dist=not distributed)
     except Exception as err:  # CheckpointException wraps every rank's error
         text = str(err).strip().splitlines()
         raise UserError(
