@@ -92,19 +92,23 @@ def condition_row(labels: Mapping[str, str], vocab: Mapping[str, Sequence[str]])
     return row
 
 
-def given_attributes(labels: Mapping[str, Any], names: Iterable[str], path: Path) -> dict[str, str]:
-    """The attributes a file's labels give (they win over measured ones), as bucket values; a value
-    that is not one is left out with a warning naming the file."""
+def given_attributes(labels: Mapping[str, Any], names: Iterable[str], problems: list[str]) -> dict[str, str]:
+    """The attributes a file's labels give (they win over measured ones), as bucket values. A value that
+    is not an accepted one (e.g. "key": "E phrygian", a list of instrument names) is appended to
+    `problems` and left to the measurement, as in training."""
     from cinematic.data.attributes import parse_attribute
 
     out = {}
     for name in names:
-        if labels.get(name) in (None, ""):
+        value = labels.get(name)
+        if value in (None, ""):
             continue
         try:
-            out[name] = parse_attribute(name, labels[name])
-        except UserError as err:
-            log.warning("%s: %s; the measured %s is used", path, err, name)
+            if isinstance(value, list | dict | bool):
+                raise UserError("not a single value")
+            out[name] = parse_attribute(name, value)
+        except UserError:
+            problems.append(f"{name}={value!r}")
     return out
 
 
@@ -126,6 +130,8 @@ class SymbolicRoute:
         self.vocab = generator.labels
         self.seq_len = seq_len
         self.measurable = set(SYMBOLIC_ATTRIBUTES)
+        self.problems: list[str] = []
+        """Attribute labels of the files that are not accepted values (measured instead)."""
 
     @property
     def device(self) -> torch.device:
@@ -140,7 +146,7 @@ class SymbolicRoute:
         tokens = np.asarray(self.tokenizer.encode(score), dtype=np.int64)
         if len(tokens) == 0:
             return None
-        measured = {**measure_score(score), **given_attributes(labels, self.measurable, path)}
+        measured = {**measure_score(score), **given_attributes(labels, self.measurable, self.problems)}
         merged = {**labels, **measured}
         return Piece(tokens, known_labels(merged, self.vocab), self.tokenizer.seconds(tokens), path)
 
@@ -205,6 +211,7 @@ class AudioRoute:
         self.stream_vocab = StreamVocab(self.rvq.codebook_size)
         self.seq_len = seq_len
         self.measurable = set(AUDIO_ATTRIBUTES)
+        self.problems: list[str] = []
         self.renderer: str | None = None
 
     @property
@@ -227,7 +234,7 @@ class AudioRoute:
             codes = self.rvq.encode(wav)
         measured = {
             **measure_audio(wav, self.sample_rate),
-            **given_attributes(labels, self.measurable, path),
+            **given_attributes(labels, self.measurable, self.problems),
         }
         merged = {**labels, **measured}
         seconds = codes.shape[1] / self.rvq.frames_per_second
@@ -271,7 +278,7 @@ class AudioRoute:
         from cinematic.generation.music_audio import griffin_lim
 
         mel = self.rvq.decode(codes)
-        if self.renderer in (None, "vocoder"):
+        if self.renderer in (None, "vocoder"):  # "griffin_lim" once no vocoder was found (or in training)
             try:
                 wav = self.generator.vocode(mel)
                 self.renderer = "vocoder"
@@ -533,12 +540,13 @@ def evaluate_pieces(
     top_k: int | None = None,
     top_p: float | None = None,
     progress: bool = True,
+    with_nll: bool = True,
 ) -> dict[str, Any]:
     """The three figures on pieces already read (what `evaluate_music` and validation share)."""
     was_training = route.model.training
     route.model.eval()
     try:
-        nll = piece_nll(route, eval_pieces, progress)
+        nll = piece_nll(route, eval_pieces, progress) if with_nll else {}
         detail = label_sensitivity(route, eval_pieces, opening, seed=seed, progress=progress)
         control = control_accuracy(
             route,
@@ -578,6 +586,58 @@ def scalar_figures(report: Mapping[str, Any], prefix: str = "eval/") -> dict[str
         if entry.get("accuracy") is not None:
             out[f"{prefix}control_accuracy/{name}"] = float(entry["accuracy"])
     return out
+
+
+# ------------------------------------------------------------------------------------ in training
+
+VALIDATION_PIECES = 16
+"""Validation pieces whose openings the training-time figures use (the first ones)."""
+CLASSIFIER_PIECES = 256
+"""Training pieces the training-time classifiers learn from at most (a seeded draw)."""
+
+
+def training_pieces(
+    sequences: Sequence[Any],
+    label_dicts: Sequence[Mapping[str, Any]],
+    vocab: Mapping[str, Sequence[str]],
+    seconds: Sequence[float],
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[Piece]:
+    """Pieces from what a music task holds after `build` (token arrays or codes, each piece's labels with
+    its measured attributes as bucket values, its duration); at most `limit` (a seeded draw)."""
+    order = list(range(len(sequences)))
+    if limit is not None and len(order) > limit:
+        order = sorted(int(i) for i in np.random.default_rng(seed).permutation(len(order))[:limit])
+    return [Piece(sequences[i], known_labels(label_dicts[i], vocab), float(seconds[i])) for i in order]
+
+
+def validation_figures(
+    route: Any,
+    train_pieces: Sequence[Piece],
+    val_pieces: Sequence[Piece],
+    samples: int,
+    length: int,
+    seed: int = 0,
+    prefix: str = "val/",
+) -> dict[str, float]:
+    """`{prefix}label_sensitivity/<c>` and `{prefix}control_accuracy/<c>` scalars for the trainer's
+    logger (`music_model.eval_samples` > 0): the figures of `evaluate music` on the validation pieces'
+    openings and on `samples` generated pieces per condition, without guidance. Generated audio is
+    measured on its Griffin-Lim rendering (the music vocoder is trained after the transformer)."""
+    if getattr(route, "kind", "") == "audio":
+        route.renderer = "griffin_lim"
+    report = evaluate_pieces(
+        route,
+        val_pieces,
+        train_pieces,
+        samples=samples,
+        length=length,
+        seed=seed,
+        progress=False,
+        with_nll=False,  # validation reports it already
+    )
+    return scalar_figures(report, prefix)
 
 
 # ------------------------------------------------------------------------------ from a checkpoint
@@ -677,6 +737,13 @@ def evaluate_music(
             else ([], [])
         )
         skipped += more
+    if route.problems:
+        log.warning(
+            "%d attribute label(s) in the files' .json are not accepted values and were measured instead "
+            "(e.g. %s)",
+            len(route.problems),
+            ", ".join(sorted(set(route.problems))[:3]),
+        )
     sample_length = length if route.kind == "midi" else round(duration * route.rvq.frames_per_second)
     report = evaluate_pieces(
         route,
