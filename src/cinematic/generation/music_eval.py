@@ -596,48 +596,74 @@ CLASSIFIER_PIECES = 256
 """Training pieces the training-time classifiers learn from at most (a seeded draw)."""
 
 
-def training_pieces(
-    sequences: Sequence[Any],
-    label_dicts: Sequence[Mapping[str, Any]],
-    vocab: Mapping[str, Sequence[str]],
-    seconds: Sequence[float],
-    limit: int | None = None,
-    seed: int = 0,
-) -> list[Piece]:
-    """Pieces from what a music task holds after `build` (token arrays or codes, each piece's labels with
-    its measured attributes as bucket values, its duration); at most `limit` (a seeded draw)."""
-    order = list(range(len(sequences)))
-    if limit is not None and len(order) > limit:
-        order = sorted(int(i) for i in np.random.default_rng(seed).permutation(len(order))[:limit])
-    return [Piece(sequences[i], known_labels(label_dicts[i], vocab), float(seconds[i])) for i in order]
-
-
-def validation_figures(
-    route: Any,
-    train_pieces: Sequence[Piece],
-    val_pieces: Sequence[Piece],
-    samples: int,
-    length: int,
-    seed: int = 0,
-    prefix: str = "val/",
-) -> dict[str, float]:
-    """`{prefix}label_sensitivity/<c>` and `{prefix}control_accuracy/<c>` scalars for the trainer's
-    logger (`music_model.eval_samples` > 0): the figures of `evaluate music` on the validation pieces'
-    openings and on `samples` generated pieces per condition, without guidance. Generated audio is
+@dataclass
+class TrainingEvaluator:
+    """`evaluate music`'s figures at each validation of a music run (`music_model.eval_samples` > 0):
+    `val/label_sensitivity/<c>` on the openings of the first validation pieces and
+    `val/control_accuracy/<c>` on `samples` generated pieces per condition, without guidance; the
+    classifiers learn from the training pieces (their features are computed once). Generated audio is
     measured on its Griffin-Lim rendering (the music vocoder is trained after the transformer)."""
-    if getattr(route, "kind", "") == "audio":
-        route.renderer = "griffin_lim"
-    report = evaluate_pieces(
-        route,
-        val_pieces,
-        train_pieces,
-        samples=samples,
-        length=length,
-        seed=seed,
-        progress=False,
-        with_nll=False,  # validation reports it already
-    )
-    return scalar_figures(report, prefix)
+
+    train_pieces: list[Piece]
+    val_pieces: list[Piece]
+    samples: int
+    length: int
+    """Tokens (symbolic) or frames (audio) per generated piece."""
+    seq_len: int
+    seed: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        sequences: Sequence[Any],
+        label_dicts: Sequence[Mapping[str, Any]],
+        train_idx: Sequence[int],
+        val_idx: Sequence[int],
+        vocab: Mapping[str, Sequence[str]],
+        seconds_of: Any,
+        *,
+        samples: int,
+        length: int,
+        seq_len: int,
+        seed: int = 0,
+    ) -> TrainingEvaluator:
+        """From what a music task holds after `build`: token arrays (or codes), each piece's labels with
+        its measured attributes as bucket values, the split, and a function giving a piece's seconds."""
+        train = list(train_idx)
+        if len(train) > CLASSIFIER_PIECES:
+            train = sorted(
+                train[int(i)] for i in np.random.default_rng(seed).permutation(len(train))[:CLASSIFIER_PIECES]
+            )
+
+        def pieces(indices: Sequence[int]) -> list[Piece]:
+            return [
+                Piece(sequences[i], known_labels(label_dicts[i], vocab), float(seconds_of(sequences[i])))
+                for i in indices
+            ]
+
+        return cls(pieces(train), pieces(list(val_idx)[:VALIDATION_PIECES]), samples, length, seq_len, seed)
+
+    def figures(self, generator: Any, prefix: str = "val/") -> dict[str, float]:
+        """The scalars for a generator (`MusicGenerator` or `AudioMusicGenerator`) of the model being
+        trained."""
+        from cinematic.generation.music_audio import AudioMusicGenerator
+
+        if isinstance(generator, AudioMusicGenerator):
+            route: Any = AudioRoute(generator, self.seq_len)
+            route.renderer = "griffin_lim"
+        else:
+            route = SymbolicRoute(generator, self.seq_len)
+        report = evaluate_pieces(
+            route,
+            self.val_pieces,
+            self.train_pieces,
+            samples=self.samples,
+            length=self.length,
+            seed=self.seed,
+            progress=False,
+            with_nll=False,  # validation reports it already
+        )
+        return scalar_figures(report, prefix)
 
 
 # ------------------------------------------------------------------------------ from a checkpoint
