@@ -13,6 +13,10 @@ from cinematic.errors import UserError
     [
         ("beautiful", "en", ["beau", "ti", "ful"]),
         ("hello", "en", ["hel", "lo"]),
+        ("tonight", "en", ["to", "night"]),  # en_US leaves it whole: split at its vowel groups
+        ("sometimes", "en", ["some", "times"]),  # silent e, silent -es
+        ("loved", "en", ["loved"]),
+        ("you", "en", ["you"]),
         ("corazón", "es", ["co", "ra", "zón"]),
         ("Wasser", "de", ["Was", "ser"]),
         ("soleil", "fr", ["so", "leil"]),

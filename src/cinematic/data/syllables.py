@@ -12,12 +12,15 @@ What a lyrics text becomes:
   "3" is sung as "three" / "tres";
 - words are split into syllables with the hyphenation dictionaries of pyphen (`left=right=1`, so short
   words split too), and a piece without a vowel is merged into its neighbour ("holdsver-tisse" stays two);
+  English hyphenation is sparse (en_US keeps "tonight", "body" whole), so for English each piece is split
+  further at its sung vowel groups, a silent final e ("home", "some-times") and -es/-ed ("loved") adding
+  none;
   Chinese, Japanese and Korean characters are one syllable each; languages without a pyphen dictionary fall
   back to one syllable per vowel group.
 
-Hyphenation points are not exactly syllable boundaries (pyphen never splits "every" into three), but they
-are what a singer would accept, and they come from well-kept per-language dictionaries rather than rules
-written here.
+Hyphenation points are not exactly syllable boundaries, but they are what a singer would accept, and they
+come from well-kept per-language dictionaries; the English vowel-group rule is a heuristic ("evening" gives
+three).
 """
 
 from __future__ import annotations
@@ -74,11 +77,15 @@ def _dictionary(language: str):  # type: ignore[no-untyped-def]
     return pyphen.Pyphen(lang=name, left=1, right=1) if name else None
 
 
-def _vowel_groups(word: str) -> list[str]:
-    """Fallback split: one syllable per vowel group; of the consonants between two groups, the last one
-    starts the next syllable ("ventana" -> ven-ta-na)."""
+def _vowel_groups(word: str, silent_tail: int = 0) -> list[str]:
+    """One syllable per vowel group; of the consonants between two groups, the last one starts the next
+    syllable ("ventana" -> ven-ta-na). The last `silent_tail` characters hold no vowel group of their own
+    (an English silent e: "home" stays whole)."""
     vowel = [_is_vowel(c) for c in word]
-    groups = [i for i in range(len(word)) if vowel[i] and (i == 0 or not vowel[i - 1])]
+    if vowel and word[:1].lower() == "y" and len(word) > 1 and vowel[1]:
+        vowel[0] = False  # "yes", "you": y before a vowel is a consonant
+    stop = len(word) - silent_tail
+    groups = [i for i in range(stop) if vowel[i] and (i == 0 or not vowel[i - 1])]
     cuts = []
     for previous, start in zip(groups, groups[1:], strict=False):
         cluster_start = (
@@ -87,6 +94,22 @@ def _vowel_groups(word: str) -> list[str]:
         cuts.append(start - 1 if start - cluster_start >= 1 else start)
     bounds = [0, *cuts, len(word)]
     return [word[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if word[a:b]]
+
+
+def _english_silent_tail(word: str, endings: bool = True) -> int:
+    """Characters at the end of (a piece of) an English word that add no syllable: a final e ("home",
+    "some-"), and at the word's end -es and -ed after most consonants ("times", "loved"; not "places",
+    "wanted")."""
+    w = word.lower()
+    if len(w) > 2 and w.endswith("e") and not _is_vowel(w[-2]):
+        return 1
+    if not endings:
+        return 0
+    if len(w) > 3 and w.endswith("es") and w[-3] not in "aeiouysxzcgh":
+        return 2
+    if len(w) > 3 and w.endswith("ed") and w[-3] not in "aeiouytd":
+        return 2
+    return 0
 
 
 def _merge_vowelless(pieces: list[str]) -> list[str]:
@@ -119,7 +142,19 @@ def syllabify_word(word: str, language: str) -> list[str]:
         return out
     dictionary = _dictionary(language)
     pieces = dictionary.inserted(word, hyphen="\x00").split("\x00") if dictionary else _vowel_groups(word)
-    return _merge_vowelless([p for p in pieces if p])
+    pieces = [p for p in pieces if p]
+    if language.lower().split("-")[0].split("_")[0] == "en":
+        # en_US hyphenation is sparse ("tonight", "body", "lanterns" stay whole): split its pieces further
+        # at their sung vowel groups
+        pieces = (
+            ["".join(pieces[:2]), *pieces[2:]] if pieces[0].lower() == "y" and len(pieces) > 1 else pieces
+        )
+        split: list[str] = []
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            split.extend(_vowel_groups(piece, _english_silent_tail(piece, endings=last)))
+        pieces = split
+    return _merge_vowelless(pieces)
 
 
 def syllabify(text: str, language: str) -> tuple[list[str], list[bool]]:

@@ -445,8 +445,10 @@ class SongGenerator:
         with steps.stage("accompaniment"):
             low = pitch_range[0]
             acc_range = (max(low - 19, 24), low + 4)
-            bars_of_material = min(total_bars, 8)
-            tokens = int(min(2048, max(256, 48 * BEATS_PER_BAR * bars_of_material)))
+            # about four bars of material, repeated: ~40 tokens per second of music (the performance
+            # encoding spends ~4 tokens per note), at least 256 so short songs still get a phrase
+            material_seconds = min(total_bars, 4) * bar_seconds
+            tokens = int(min(1024, max(256, 40 * material_seconds)))
             conditions = self.music_conditions(music_labels, the_key, the_tempo)
             material = generate_material(self.music, conditions, the_key, acc_range, tokens, seed + 1)
             acc_notes = arrange_accompaniment(material, the_tempo, total_bars)
