@@ -1,5 +1,6 @@
 """The run's data loaders: the training order (`EpochSampler`: a pure function of seed and epoch that
-can start mid-epoch, for exact resume) and the validation loader whose batches arrive on the device."""
+can start mid-epoch, for exact resume) and the validation loader whose batches arrive on the device;
+`DataPosition`, the checkpoint piece that lets a run resume its epoch on another world size."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cinematic.data.sampler import EpochSampler
 from cinematic.errors import UserError
 from cinematic.training import distributed as D
 from cinematic.training.runtime import DeviceLoader, EpochAwareDataset, EpochTaggedSampler
+from cinematic.training.state import TrainState
 from cinematic.training.task import Built
 
 
@@ -73,3 +75,61 @@ def build_loaders(built: Built, tcfg: TrainingConfig, workers: int, env: Any, da
         val = DeviceLoader(loader, env.device)
     total = tcfg.max_steps or tcfg.epochs * steps_per_epoch
     return Loaders(sampler, epoch_set, train, val, batches_per_epoch, steps_per_epoch, total)
+
+
+@dataclass
+class DataPosition:
+    """Checkpoint piece (top level: `data_position`) that continues an epoch on another world size.
+
+    `TrainState.batch_in_epoch` counts this rank's batches, which means nothing to a run with another
+    number of ranks. On such a resume the positions of the epoch's order already consumed (b·B·W, see
+    `cinematic.data.sampler`) are carried over to the sampler, and `batch_in_epoch` becomes the batch
+    the new share starts at, so the epoch ends after the usual number of batches with every position
+    seen once. Registered after `TrainState` (it reads the restored position). A checkpoint without
+    this key (older versions) gives the world size at its top level and no earlier carry-over."""
+
+    sampler: EpochSampler
+    state: TrainState
+    batch_size: int
+    batches_per_epoch: int
+
+    def state_dict(self) -> dict[str, Any]:
+        carry = self.sampler.carry
+        return {
+            "data_position": {
+                "world_size": self.sampler.world_size,
+                "batch_size": self.batch_size,
+                "carry": list(carry) if carry is not None else None,
+            }
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("data_position") or {
+            "world_size": checkpoint.get("world_size"),
+            "batch_size": self.batch_size,
+            "carry": None,
+        }
+        carry = tuple(saved["carry"]) if saved.get("carry") is not None else None  # see carry_over
+        old_world = saved.get("world_size")
+        state, sampler = self.state, self.sampler
+        if old_world is None or int(old_world) == sampler.world_size:
+            if carry is not None:
+                sampler.carry_over(*carry)  # type: ignore[arg-type]
+            return
+        if state.batch_in_epoch == 0:
+            return
+        old_world, old_batch = int(old_world), int(saved.get("batch_size") or self.batch_size)
+        if carry is not None and carry[0] == state.epoch:
+            _, consumed, skip, base_total = carry[:4]
+        else:
+            consumed, skip, base_total = 0, 0, old_world * math.ceil(sampler.size / old_world)
+        consumed += (state.batch_in_epoch - skip // old_batch) * old_batch * old_world
+        end = base_total if sampler.weights is not None else sampler.size
+        rest = max(0, end - consumed)
+        # the rest, padded to whole batches on every rank (the loader's drop_last then drops nothing);
+        # only a rest longer than a usual epoch's batches (a resume at the very start of an epoch that
+        # drops its last partial batch) loses its tail, as that epoch would
+        batches = math.ceil(rest / (sampler.world_size * self.batch_size))
+        skip_batches = max(0, self.batches_per_epoch - batches)
+        sampler.carry_over(state.epoch, consumed, skip_batches * self.batch_size, base_total, self.batch_size)
+        state.batch_in_epoch = skip_batches

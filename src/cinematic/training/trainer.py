@@ -54,7 +54,7 @@ from cinematic.training.checkpoint import (
     check_compatible,
 )
 from cinematic.training.ema import EMA
-from cinematic.training.loaders import build_loaders
+from cinematic.training.loaders import DataPosition, build_loaders
 from cinematic.training.logging import Heartbeat, RunLogger, console_logging, show_progress_bar
 from cinematic.training.metrics import LiveLoss, StepWindow
 from cinematic.training.phases import (
@@ -235,6 +235,7 @@ class Trainer:
         add("schedulers", ByName({ps.phase.name: SchedulerState(ps.scheduler) for ps in phases}))
         add("scalers", ByName({ps.phase.name: ps.scaler for ps in phases if ps.scaler is not None}))
         add("rng", RNGStreams(self.env, lambda: self.tcfg.seed + self.state.step), collective=True)
+        add(None, DataPosition(self.sampler, self.state, self.tcfg.batch_size, self.batches_per_epoch))
 
     def _build_models(self, built: Built) -> None:
         self.models: dict[str, nn.Module] = {}
