@@ -119,6 +119,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     sh.add_argument("data_dir")
     sh.add_argument("--out", required=True, help="shard folder to write")
     sh.add_argument("--work_dir", "--work-dir", help="where the feature cache lives (default ./work_dir)")
+    sh.add_argument(
+        "--chunk_bytes",
+        "--chunk-bytes",
+        type=int,
+        default=1 << 26,
+        help="largest chunk file in bytes (default 64 MiB; an item larger than this gets a chunk of its own)",
+    )
     _config_args(sh)
     _common(sh)
     sh.set_defaults(handler="cinematic.launch:shard_command")
@@ -167,7 +174,11 @@ def _add_song(generate: argparse._SubParsersAction) -> None:
     p.add_argument("--music", required=True, metavar="CKPT", help="symbolic music checkpoint")
     p.add_argument("--lyrics", metavar="CKPT", help="lyrics checkpoint (not needed with --lyrics_file)")
     p.add_argument("--singer", required=True, metavar="CKPT", help="singing checkpoint")
-    p.add_argument("--vocoder", metavar="VCKPT", help="vocoder (default: the one the singing run recorded)")
+    p.add_argument(
+        "--vocoder",
+        metavar="VCKPT",
+        help="vocoder checkpoint, or 'harmonic' (source-filter, exactly in tune); default: the recorded one",
+    )
     p.add_argument("--language", required=True)
     p.add_argument("--emotion", required=True)
     p.add_argument("--genre")

@@ -238,5 +238,9 @@ class DataConfig(StrictModel):
     strict: bool = False
     """false: a training file that cannot be read is skipped, counted and listed in
     <run_dir>/skipped_files.json; true (`cinematic train --strict`): it stops the run."""
+    skip_bad_shards: bool = False
+    """Training from shards (docs/streaming.md): false: a missing or truncated shard stops the run with
+    an error naming it; true (`cinematic train --skip_bad_shards`): its items are left out and the shard
+    is listed in <run_dir>/skipped_files.json."""
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     """Thresholds and targets of `cinematic data clean`."""
