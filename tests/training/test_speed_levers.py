@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import torch._inductor.config
 from toy_tasks import make_task
 
 from cinematic.models.lyrics_generator import LyricsGPT, LyricsGPTConfig
@@ -108,7 +109,8 @@ def test_compiled_training_matches_eager_with_the_same_checkpoint_keys(toy_cfg, 
     keys = {"max_steps": 3, "ema_decay": None, "validate_every_steps": 100, "checkpoint_every_steps": 100}
     eager = run_training(make_task("toy"), toy_cfg(**keys, run_name="eager"), data_dir)
     trainer = Trainer(make_task("toy"), toy_cfg(**keys, run_name="compiled", compile=True), data_dir)
-    with warnings.catch_warnings():
+    # One compiler process: a pool of workers costs more than it saves for a handful of kernels.
+    with torch._inductor.config.patch(compile_threads=1), warnings.catch_warnings():
         warnings.filterwarnings("error", message="training.compile")  # no fallback to eager
         compiled = trainer.fit()
     assert trainer.models["net"]._compiled_call_impl is not None  # it ran compiled
