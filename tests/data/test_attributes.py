@@ -129,3 +129,14 @@ def test_audio_attributes_tempo_loudness_and_brightness():
     assert hum["brightness"] == "dark" and hum["loudness"] == "quiet"
     assert measure_audio(np.sin(2 * np.pi * 220 * t)[None].repeat(2, 0) * 0.9, sr)["loudness"] == "loud"
     assert set(loud) <= set(AUDIO_ATTRIBUTES) and measure_audio(np.zeros(sr), sr) == {}
+
+
+def test_the_config_accepts_exactly_the_measured_attributes():
+    from typing import get_args
+
+    from cinematic.configs.model_config import AttributeName, MusicModelConfig
+
+    assert set(get_args(AttributeName)) == set(SYMBOLIC_ATTRIBUTES) | set(AUDIO_ATTRIBUTES)
+    assert MusicModelConfig(attributes=["key", "tempo"]).attributes == ["key", "tempo"]
+    with pytest.raises(ValueError, match="colour"):
+        MusicModelConfig(attributes=["colour"])

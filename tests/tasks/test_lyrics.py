@@ -80,7 +80,8 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_blocks_keep_one_language_and_train_only_on_song_text(corpus, tmp_path):
     task = LyricsTask()
-    built = task.build(small_config("lyrics_model.condition_dropout=0.0"), corpus, context(tmp_path))
+    config = small_config("lyrics_model.condition_dropout=0.0", "lyrics_model.unconditional_prob=0.0")
+    built = task.build(config, corpus, context(tmp_path))
     tok = task.tokenizer
     language_ids = set(tok.label_ids["language"].values())
     for index in range(len(built.train_set)):
@@ -113,6 +114,25 @@ def test_condition_dropout_depends_only_on_seed_epoch_and_item(corpus, tmp_path)
     kept = int(torch.isin(tokens, torch.tensor(list(tok.label_ids["language"].values()))).sum())
     dropped = int((tokens == tok.no_label_ids["language"]).sum())
     assert 0.2 * songs < kept < 0.8 * songs and kept + dropped == songs  # about half, in the same slot
+
+
+def test_joint_dropout_leaves_out_all_four_conditions_together(corpus, tmp_path):
+    task = LyricsTask()
+    config = small_config("lyrics_model.condition_dropout=0.0", "lyrics_model.unconditional_prob=0.5")
+    data = task.build(config, corpus, context(tmp_path)).train_set
+    tok = task.tokenizer
+    nulls = {tok.no_label_ids[name] for name in ("language", "emotion", "genre")}
+    songs = all_null = 0
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        for i in range(len(data)):
+            idx = data[i]["idx"].tolist()
+            for start in (t for t, token in enumerate(idx) if token == tok.bos_id):
+                slots = set(idx[start + 1 : start + 4])
+                songs += 1
+                all_null += slots <= nulls
+                assert slots <= nulls or not slots & nulls  # all three dropped together, or none
+    assert 0.3 * songs < all_null < 0.7 * songs
 
 
 def test_language_balanced_weights_bring_the_rare_language_up(tmp_path):

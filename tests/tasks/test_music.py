@@ -376,3 +376,114 @@ def test_an_unreadable_midi_is_skipped_and_reported_or_refused_with_strict(music
     assert (
         torch.load(tmp_path / "skip" / "music" / "checkpoints" / "last.pth", weights_only=True)["step"] == 2
     )
+
+
+# ------------------------------------------------------------- attributes measured from the music
+
+
+def _scale_piece(tonic: int = 60, repeats: int = 6) -> np.ndarray:
+    """Tokens of a major scale with its tonic chord, repeated: a piece in the key of `tonic` major."""
+    rows, t = [], 0.0
+    for _ in range(repeats):
+        for step in (0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0):
+            rows.append([t, t + 0.2, tonic + step, 80])
+            t += 0.25
+    return TOK.encode_notes(np.array(rows))
+
+
+def test_crops_carry_the_key_of_their_transposition():
+    from cinematic.data.attributes import KEYS, measure_notes_raw
+    from cinematic.tasks.music import attribute_vocabularies
+
+    piece = _scale_piece()
+    raw = measure_notes_raw(TOK.decode_notes(piece))
+    assert raw["tonic"] == 0 and raw["mode"] == "major"
+    vocab = {"emotion": ["<none>", "happy"], **attribute_vocabularies(["key", "mode", "tempo"], "midi")}
+    section = _section(max_seq_len=48, opening_crop_prob=1.0)  # every crop starts at the opening
+    data = MidiCropDataset([piece], [np.array([1, 0, 0, 0])], TOK, section, 3, [(raw, {})], vocab)
+    seen = set()
+    for epoch in range(12):
+        data.set_epoch(epoch)
+        item = data[0]
+        tokens = item["tokens"].numpy()
+        ons = tokens[(tokens >= TOK.note_on_offset) & (tokens < TOK.note_on_offset + 128)]
+        semitones = int(ons[0]) - TOK.note_on_offset - 60  # the first note-on (the piece opens on C4)
+        conditions = item["conditions"].tolist()
+        assert conditions[0] == 1  # the label is kept
+        assert vocab["key"][conditions[1]] == KEYS[semitones % 12]  # C major moved with the crop
+        assert vocab["mode"][conditions[2]] == "major"
+        seen.add(semitones)
+    assert len(seen) > 2
+
+
+def test_a_folder_without_labels_trains_on_measured_attributes(music_dir, tmp_path):
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for midi in sorted(music_dir.glob("*.mid"))[:4]:
+        shutil.copy(midi, folder / midi.name)
+    task = MusicTask()
+    ctx = BuildContext(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", device=torch.device("cpu"))
+    built = task.build(_tiny_cfg(tmp_path), folder, ctx)
+    assert task.labels["emotion"] == ["<none>"] and "d minor" in task.labels["key"]
+    names = list(task.labels)
+    items = [built.train_set[i]["conditions"] for i in range(len(built.train_set))]
+    assert all(int(c[names.index("key")]) > 0 and int(c[names.index("tempo")]) > 0 for c in items)
+    assert len(list((tmp_path / "cache" / "music_attributes").glob("*.json"))) == 4  # measured once, cached
+
+
+def test_labels_in_the_json_win_over_measured_attributes(tmp_path, music_dir):
+    from cinematic.data.attributes import piece_attributes
+    from cinematic.data.dataset import MusicItem
+    from cinematic.tasks.music import measured_pieces
+
+    midi = sorted(music_dir.glob("*.mid"))[0]
+    labels = {"key": "F# minor", "tempo": 200, "density": "low", "instruments": ["violin", "cello"]}
+    [(raw, fixed)] = measured_pieces(
+        [MusicItem(midi, "midi", labels)], ["key", "tempo", "density"], None, "symbolic"
+    )
+    values = piece_attributes(raw, fixed)
+    assert (values["key"], values["tempo"], values["density"]) == ("f# minor", "very_fast", "low")
+    assert piece_attributes(raw, fixed, semitones=1)["key"] == "g minor"  # a sidecar key transposes too
+
+
+def test_generation_takes_attribute_conditions_and_refuses_unknown_values(trained, tmp_path):
+    from cinematic import load
+    from cinematic.cli import main
+
+    music = load(trained.last_checkpoint)
+    assert "key" in music.labels and "tempo" in music.labels
+    ids = music.condition_ids(emotion="sad", key="D minor", tempo=90, density="High")
+    names = list(music.labels)
+    assert music.labels["key"][ids[names.index("key")]] == "d minor"
+    assert music.labels["tempo"][ids[names.index("tempo")]] == "moderate"
+    a = music.generate_tokens(key="dm", tempo=90, length=24, seed=1, guidance=2.0)
+    b = music.generate_tokens(key="a major", tempo=150, length=24, seed=1, guidance=2.0)
+    assert not np.array_equal(a, b)
+    with pytest.raises(UserError, match="unknown key 'h minor'; accepted values: c major"):
+        music.generate(key="h minor", length=4)
+    with pytest.raises(UserError, match="unknown density 'huge'.*low, medium, high"):
+        music.generate(density="huge", length=4)
+    out = tmp_path / "attr.mid"
+    args = [
+        "generate",
+        "music",
+        "--checkpoint",
+        str(trained.last_checkpoint),
+        "--key",
+        "Bb",
+        "--tempo",
+        "120",
+    ]
+    assert main([*args, "--mode", "major", "--length", "16", "--out", str(out)]) == 0 and out.is_file()
+    assert main([*args, "--mode", "lydian", "--length", "16", "--out", str(out)]) == 2
+
+
+def test_old_checkpoints_have_no_attributes_and_say_so():
+    from cinematic import load
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "v1" / "music" / "checkpoints" / "best.pth"
+    music = load(fixture)
+    assert set(music.labels) == {"emotion", "genre", "scene"}
+    assert len(music.generate_tokens(length=8, seed=0)) <= 8
+    with pytest.raises(UserError, match="not conditioned on key .*emotion, genre, scene"):
+        music.generate(key="d minor", length=4)

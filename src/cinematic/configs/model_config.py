@@ -234,6 +234,12 @@ def _music_mel() -> MelConfig:
     return MelConfig(sample_rate=44100, n_fft=2048, hop_length=1024, win_length=2048, n_mels=128, fmax=None)
 
 
+AttributeName = Literal[
+    "key", "mode", "tempo", "density", "register", "polyphony", "instruments", "loudness", "brightness"
+]
+"""The attributes `cinematic.data.attributes` measures (its ALL_ATTRIBUTES; a test keeps them equal)."""
+
+
 class MusicModelConfig(StrictModel):
     """Music Transformer (Huang et al. 2018) with emotion/genre/scene conditioning."""
 
@@ -250,7 +256,20 @@ class MusicModelConfig(StrictModel):
     """Control tokens prepended to the sequence, a learned condition embedding added at every
     position, or both."""
     condition_dropout: float = Field(0.1, ge=0, le=1)
-    """Probability of replacing each label by the null label in training (enables classifier-free guidance)."""
+    """Probability of replacing each label (emotion, genre, scene) by the null label in training."""
+    unconditional_prob: float = Field(0.15, ge=0, le=1)
+    """Probability of replacing *all* conditions of an item by the null label at once in training (on
+    top of the per-condition dropout): trains the unconditional branch classifier-free guidance uses."""
+    attributes: list[AttributeName] | None = None
+    """Attributes measured from the music that become conditions (symbolic: key, mode, tempo, density,
+    register, polyphony, instruments; audio: tempo, loudness, brightness). null: all of the route's;
+    []: none. A value given in a file's `.json` (e.g. "key": "D minor", "tempo": 90) wins."""
+    attribute_dropout: float = Field(0.5, ge=0, le=1)
+    """Probability of replacing each attribute by the null label in training: generation usually
+    sets only a few attributes, so the model must see most of them missing."""
+    opening_crop_prob: float = Field(0.2, ge=0, le=1)
+    """Symbolic route: fraction of training crops that start at the piece's opening (BOS), where a
+    sampled piece starts and where the conditions decide the first notes."""
     max_seq_len: int = Field(2048, ge=16)
     """Training crop length in tokens (frames for the audio route)."""
     max_relative_position: int = Field(2048, ge=1)
@@ -275,6 +294,10 @@ class MusicModelConfig(StrictModel):
     """Audio route: residual VQ codebooks K (parallel token streams)."""
     rvq_codebook_size: int = Field(256, ge=2)
     """Audio route: entries per codebook."""
+    eval_samples: int = Field(0, ge=0)
+    """At each validation, log `evaluate music`'s label sensitivity and control accuracy (this many
+    generated pieces per condition) to TensorBoard as val/label_sensitivity/* and val/control_accuracy/*;
+    0: off (generation costs time)."""
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)
 
     @model_validator(mode="after")
@@ -689,6 +712,9 @@ class LyricsModelConfig(StrictModel):
     scene_conditioning: bool = True
     condition_dropout: float = Field(0.1, ge=0, le=1)
     """Probability of leaving out each condition (language, emotion, genre, scene) in training."""
+    unconditional_prob: float = Field(0.15, ge=0, le=1)
+    """Probability of leaving out all four conditions of a song at once in training (on top of
+    `condition_dropout`), so the unconditional prefix that guidance uses is trained."""
     balance_alpha: float = Field(0.3, ge=0, le=1)
     """Language-balanced sampling temperature (1 natural, 0 uniform)."""
     tie_embeddings: bool = True

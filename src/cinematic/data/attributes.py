@@ -215,6 +215,26 @@ def parse_attributes(values: Mapping[str, Any], names: Any = None) -> dict[str, 
     }
 
 
+def resolve_labels(vocab: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, str | None]:
+    """Labels and attribute values as a user gives them → the strings a checkpoint's vocabularies hold:
+    the attributes it conditions on parsed to their bucket ("D minor" → "d minor", 90 → "moderate");
+    everything else as given (str), so an unknown condition is named by the caller's lookup."""
+    out: dict[str, str | None] = {}
+    for name, value in labels.items():
+        if value is None or value == "":
+            out[name] = None
+        elif name in ALL_ATTRIBUTES and name in vocab:
+            out[name] = parse_attribute(name, value)
+        else:
+            out[name] = value if isinstance(value, str) else str(value)
+    return out
+
+
+def attribute_kwargs(args: Any) -> dict[str, Any]:
+    """The attribute flags of `cinematic generate music` (--key, --tempo, ...) that were given."""
+    return {name: getattr(args, name) for name in ALL_ATTRIBUTES if getattr(args, name, None) is not None}
+
+
 # ------------------------------------------------------------------------------------- symbolic
 
 
@@ -344,7 +364,7 @@ def _sounding_time(notes: np.ndarray) -> float:
 
 
 def attributes_from_raw(raw: Mapping[str, Any]) -> dict[str, str]:
-    """Raw measurements (from `measure_notes_raw` / `augment_raw`) → bucket values."""
+    """Raw measurements (from `measure_notes_raw`, `measure_audio_raw` or `augment_raw`) → bucket values."""
     out: dict[str, str] = {}
     if "tonic" in raw and "mode" in raw:
         out["key"] = f"{PITCH_CLASSES[int(raw['tonic']) % 12]} {raw['mode']}"
@@ -359,6 +379,10 @@ def attributes_from_raw(raw: Mapping[str, Any]) -> dict[str, str]:
         out["polyphony"] = bucket("polyphony", raw["polyphony"])
     if "instruments" in raw:
         out["instruments"] = str(raw["instruments"])
+    if "lufs" in raw:
+        out["loudness"] = bucket("loudness", raw["lufs"])
+    if "centroid_hz" in raw:
+        out["brightness"] = bucket("brightness", raw["centroid_hz"])
     return out
 
 
@@ -444,18 +468,84 @@ def measure_audio_raw(wav: np.ndarray, sample_rate: int) -> dict[str, float]:
     return raw
 
 
-def audio_attributes_from_raw(raw: Mapping[str, float]) -> dict[str, str]:
-    out = {}
-    if "bpm" in raw:
-        out["tempo"] = bucket("tempo", raw["bpm"])
-    if "lufs" in raw:
-        out["loudness"] = bucket("loudness", raw["lufs"])
-    if "centroid_hz" in raw:
-        out["brightness"] = bucket("brightness", raw["centroid_hz"])
-    return out
-
-
 def measure_audio(wav: np.ndarray, sample_rate: int) -> dict[str, str]:
     """Attributes of a waveform: {"tempo": ..., "loudness": ..., "brightness": ...}; silent or very
     short clips (< 2048 samples; tempo needs ≥ 2 s) leave attributes out."""
-    return audio_attributes_from_raw(measure_audio_raw(wav, sample_rate))
+    return attributes_from_raw(measure_audio_raw(wav, sample_rate))
+
+
+# ------------------------------------------------------------------------- preprocessing helpers
+
+MEASURE_VERSION = 1
+"""Part of the cache key: bump it when a measurement changes."""
+
+
+def measure_file_cached(
+    path: str | Path, cache_dir: str | Path | None, kind: str = "symbolic", sample_rate: int = 22050
+) -> dict[str, Any]:
+    """Raw measurements of one file (`measure_score_raw` for MIDI, `measure_audio_raw` for audio),
+    computed once and kept in `<cache_dir>/music_attributes/<sha1>-<kind>-v<N>.json`. An unreadable
+    file raises the loader's `UnreadableFile`."""
+    import json
+
+    from cinematic.utils import atomic_write_bytes, file_sha1
+
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / "music_attributes" / f"{file_sha1(path)}-{kind}-v{MEASURE_VERSION}.json"
+        if cache.is_file():
+            try:
+                return dict(json.loads(cache.read_text()))
+            except (ValueError, OSError):  # a damaged cache entry is measured again
+                pass
+    if kind == "symbolic":
+        raw = measure_score_raw(path)
+    else:
+        from cinematic.data.audio import load_audio
+
+        wav, sr = load_audio(path, sample_rate)
+        raw = measure_audio_raw(wav, sr)
+    if cache is not None:
+        atomic_write_bytes(cache, json.dumps(raw).encode("utf-8"))
+    return raw
+
+
+def sidecar_attributes(
+    labels: Mapping[str, Any], names: Any
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The attribute values a file's `.json` gives, which win over measured ones: (raw overrides that
+    still follow transposition/stretch — key and a numeric tempo —, fixed bucket values, problems).
+    A value that is not an accepted one (e.g. "key": "E phrygian", a list of instrument names) is
+    reported in `problems` and left to the measurement."""
+    raw: dict[str, Any] = {}
+    fixed: dict[str, str] = {}
+    problems: list[str] = []
+    for name in names:
+        value = labels.get(name)
+        if value in (None, "") or isinstance(value, list | dict | bool):
+            if isinstance(value, list | dict | bool):
+                problems.append(f"{name}={value!r}")
+            continue
+        try:
+            parsed = parse_attribute(name, value)
+        except UserError:
+            problems.append(f"{name}={value!r}")
+            continue
+        if name == "key":
+            tonic, mode = parsed.split(" ")
+            raw["tonic"], raw["mode"] = PITCH_CLASSES.index(tonic), mode
+        elif name == "tempo" and isinstance(value, int | float):
+            raw["bpm"] = float(value)
+        else:
+            fixed[name] = parsed
+    return raw, fixed, problems
+
+
+def piece_attributes(
+    raw: Mapping[str, Any], fixed: Mapping[str, str], semitones: int = 0, stretch: float = 1.0
+) -> dict[str, str]:
+    """Bucket values of a (possibly transposed / stretched) piece: measured raw values with the
+    sidecar's overrides, then the sidecar's fixed values on top."""
+    values = attributes_from_raw(augment_raw(raw, semitones, stretch))
+    values.update(fixed)
+    return values

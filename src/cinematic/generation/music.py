@@ -5,6 +5,13 @@ full forward pass). With classifier-free guidance (`guidance` w ≠ 1) the condi
 unconditional (null-label) sequences run as one batch of two and the logits are mixed as
 uncond + w · (cond − uncond) (Ho & Salimans 2022). PAD and BOS are never sampled; EOS ends a piece.
 
+Conditions are the checkpoint's labels (emotion, genre, scene) and the attributes measured from the
+music it was trained with (key, mode, tempo, density, register, polyphony, instruments; audio: tempo,
+loudness, brightness). Attribute values are read as `cinematic.data.attributes.parse_attribute` does
+("D minor", "dm", 90 → the tempo bucket holding 90 bpm, "high"); anything unknown is a UserError listing
+the accepted values. A condition left out is the null label; checkpoints from before attributes simply
+have none (asking one for `key` says which conditions it has).
+
 Audio-route checkpoints (`task_state["representation"] == "audio"`) are handed to
 `cinematic.generation.music_audio:generate_command`; `is_audio_checkpoint` is the test.
 """
@@ -22,6 +29,7 @@ import numpy as np
 import torch
 
 from cinematic.checkpoint_io import inference_weights, read_checkpoint
+from cinematic.data.attributes import attribute_kwargs, resolve_labels
 from cinematic.errors import UserError
 from cinematic.generation.sampling import (
     condition_ids,
@@ -108,13 +116,22 @@ class MusicGenerator:
 
     music = cinematic.load("work_dir/music/checkpoints/best.pth")
     score = music.generate(emotion="epic", length=1024, seed=0)     # symusic.Score
+    score = music.generate(key="d minor", tempo=90, guidance=2.0)   # measured-attribute conditions
     score.dump_midi("out.mid"); wav = music.render(score)            # (2, samples) at 44.1 kHz
     """
 
-    def __init__(self, model: Any, tokenizer: Any, labels: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        labels: Mapping[str, Sequence[str]],
+        attribute_sets: Mapping[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.labels = {name: list(values) for name, values in labels.items()}
+        self.attribute_sets = dict(attribute_sets or {})
+        """The training pieces' condition combinations (`tasks.music.attribute_sets`), if recorded."""
         self.sample_rate = 44100
 
     @classmethod
@@ -133,17 +150,19 @@ class MusicGenerator:
         model = MusicTransformer(MusicTransformerConfig(**state["model_config"]))
         model.load_state_dict(inference_weights(checkpoint, "music"))
         model.to(device).eval()
-        return cls(model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"])
+        return cls(
+            model, make_tokenizer(state["tokenizer"]["kind"]), state["labels"], state.get("attribute_sets")
+        )
 
     @property
     def known_labels(self) -> dict[str, list[str]]:
         """{condition: labels the checkpoint knows} (without the null label)."""
         return {name: values[1:] for name, values in self.labels.items()}
 
-    def condition_ids(self, **labels: str | None) -> list[int]:
-        """Label strings → ids; an unknown label (or a condition the model does not use) is a UserError
-        that lists what the checkpoint knows."""
-        return condition_ids(self.labels, **labels)
+    def condition_ids(self, **labels: str | float | None) -> list[int]:
+        """Labels and attribute values → ids; an unknown label or value (or a condition the model does
+        not use) is a UserError that lists what the checkpoint knows."""
+        return condition_ids(self.labels, **resolve_labels(self.labels, labels))
 
     def generate_tokens(
         self,
@@ -158,11 +177,19 @@ class MusicGenerator:
         guidance: float = 1.0,
         seed: int = 0,
         progress: bool = False,
+        fill_attributes: bool = True,
+        **attributes: str | float | None,
     ) -> np.ndarray:
-        """Token ids: the primer's (if any) followed by `length` new ones (fewer if EOS is sampled)."""
+        """Token ids: the primer's (if any) followed by `length` new ones (fewer if EOS is sampled).
+        `attributes`: measured-attribute conditions, e.g. key="d minor", tempo=90, density="high".
+        `fill_attributes`: attributes left out are completed from a training piece that matches every
+        condition given (drawn with `seed`), so emotion="sad" also conditions on a key, tempo, … that
+        sad pieces had; nothing is filled when no condition is given or no piece matches."""
         if length < 1:
             raise UserError(f"--length must be at least 1, got {length}")
-        conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene)
+        conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene, **attributes)
+        if fill_attributes:
+            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed)
         primer_ids = self._primer_tokens(primer)
         tok = self.tokenizer
         new = generate_tokens(
@@ -185,7 +212,7 @@ class MusicGenerator:
     def generate(
         self, emotion: str | None = None, genre: str | None = None, scene: str | None = None, **kwargs: Any
     ) -> Any:
-        """A `symusic.Score` (one piano track); keyword arguments as `generate_tokens`."""
+        """A `symusic.Score` (one piano track); keyword arguments (attributes too) as `generate_tokens`."""
         return self.tokenizer.decode(self.generate_tokens(emotion, genre, scene, **kwargs))
 
     def render(self, score: Any) -> np.ndarray:
@@ -210,6 +237,28 @@ class MusicGenerator:
 
             primer = load_score(path)
         return np.asarray(self.tokenizer.encode(primer), dtype=np.int64)
+
+
+def complete_conditions(
+    ids: Sequence[int], vocab: Mapping[str, Sequence[str]], sets: Mapping[str, Any], seed: int
+) -> list[int]:
+    """Null attribute slots of `ids` filled from a recorded combination that matches every non-null
+    id (drawn in proportion to its pieces); labels are never filled. Unchanged when nothing is given,
+    nothing is recorded, or nothing matches."""
+    from cinematic.data.attributes import ALL_ATTRIBUTES
+
+    ids = [int(i) for i in ids]
+    rows = np.asarray(sets.get("rows") or [], dtype=np.int64)
+    if not any(ids) or rows.ndim != 2 or rows.shape[1] != len(ids) + 1:
+        return ids
+    given = [c for c, i in enumerate(ids) if i]
+    match = rows[(rows[:, given] == np.asarray([ids[c] for c in given])).all(axis=1)]
+    if not len(match):
+        return ids
+    weights = match[:, -1] / match[:, -1].sum()
+    row = match[np.random.default_rng(seed).choice(len(match), p=weights)]
+    names = list(vocab)
+    return [int(row[c]) if i == 0 and names[c] in ALL_ATTRIBUTES else i for c, i in enumerate(ids)]
 
 
 def is_audio_checkpoint(checkpoint: dict[str, Any]) -> bool:
@@ -245,7 +294,9 @@ def generate_command(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".mid", ".midi", ".wav"):
         raise UserError(f"--out {out}: write a .mid or a .wav file")
     generator = MusicGenerator.from_checkpoint(checkpoint, device=getattr(args, "device", "cpu"))
-    score = generator.generate(length=args.length, primer=args.primer, **sampling_kwargs(args))
+    score = generator.generate(
+        length=args.length, primer=args.primer, **sampling_kwargs(args), **attribute_kwargs(args)
+    )
     write_output(generator, score, out)
     print(f"wrote {out} ({score.note_num()} notes, {score.to('second').end():.1f} s)")
     return 0

@@ -201,9 +201,12 @@ class AudioMusicGenerator:
         """{condition: labels the checkpoint knows} (without the null label)."""
         return {name: values[1:] for name, values in self.labels.items()}
 
-    def condition_ids(self, **labels: str | None) -> list[int]:
-        """Label strings → ids; an unknown label is a UserError that lists what the checkpoint knows."""
-        return condition_ids(self.labels, **labels)
+    def condition_ids(self, **labels: str | float | None) -> list[int]:
+        """Labels and attribute values (tempo, loudness, brightness) → ids; an unknown one is a
+        UserError that lists what the checkpoint knows."""
+        from cinematic.data.attributes import resolve_labels
+
+        return condition_ids(self.labels, **resolve_labels(self.labels, labels))
 
     def frames_for(self, duration: float) -> int:
         if not duration > 0:
@@ -222,10 +225,12 @@ class AudioMusicGenerator:
         guidance: float = 1.0,
         seed: int = 0,
         progress: bool = False,
+        **attributes: str | float | None,
     ) -> torch.Tensor:
-        """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate))."""
+        """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate));
+        `attributes`: measured-attribute conditions, e.g. tempo=120, loudness="loud"."""
         vocab = StreamVocab(self.tokenizer.codebook_size)
-        conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene)
+        conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene, **attributes)
         return generate_codes(
             self.model,
             conditions,
@@ -309,7 +314,9 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     )
     _ = music.vocoder  # a missing or mismatched vocoder fails before sampling, not after
     start = time.perf_counter()
-    mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args))
+    from cinematic.data.attributes import attribute_kwargs
+
+    mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args), **attribute_kwargs(args))
     wav = music.vocode(mel)
     seconds = len(wav) / music.sample_rate
     save_audio(out, wav, music.sample_rate)

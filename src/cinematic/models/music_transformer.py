@@ -17,11 +17,13 @@ Streams and conditioning (DESIGN §4)
 - `num_streams` = K: K embedding tables whose vectors are summed per position, and K output heads.
   K = 1 for MIDI events; the audio route uses K RVQ codebooks with a delay pattern, which the
   caller applies to `tokens` (this module never shifts streams itself).
-- Conditions (emotion, genre, scene, …): one table per condition; index 0 of every table is the
-  *null label*. `conditioning="tokens"` prepends one control position per condition, `"embedding"`
-  adds the sum of the condition vectors to every position, `"both"` does both. During training each
-  condition is replaced by the null label with probability `condition_dropout`, so the same model
-  also gives the unconditional logits that classifier-free guidance needs (Ho & Salimans 2022).
+- Conditions (emotion, genre, scene, and attributes measured from the music: key, mode, tempo, …):
+  one table per condition; index 0 of every table is the *null label*. `conditioning="tokens"`
+  prepends one control position per condition, `"embedding"` adds the sum of the condition vectors to
+  every position, `"both"` does both. During training each condition is replaced by the null label
+  with its own probability (`condition_dropouts`, or `condition_dropout` for all), and with
+  probability `unconditional_prob` all of them at once, so the same model also gives the trained
+  unconditional logits that classifier-free guidance needs (Ho & Salimans 2022).
 
 Interface
 ---------
@@ -78,6 +80,13 @@ class MusicTransformerConfig:
     """Labels per condition *including* the null label at index 0, e.g. (1 + #emotions, ...)."""
     conditioning: Literal["tokens", "embedding", "both"] = "both"
     condition_dropout: float = 0.1
+    """Training: each condition → its null label with this probability, independently."""
+    condition_dropouts: tuple[float, ...] = ()
+    """Per-condition dropout probabilities (one per condition; empty: `condition_dropout` for all)."""
+    unconditional_prob: float = 0.0
+    """Training: with this probability *all* conditions of an item go to null together (on top of the
+    per-condition dropout), so the all-null row that classifier-free guidance subtracts is trained
+    (Ho & Salimans 2022). Checkpoints from before this field load with 0 (they trained without it)."""
     tie_embeddings: bool = False
     query_chunk: int = 128
     """Uncached attention runs over blocks of this many queries (0: one block); the output does
@@ -100,6 +109,12 @@ class MusicTransformerConfig:
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         self.condition_sizes = tuple(int(n) for n in self.condition_sizes)
+        self.condition_dropouts = tuple(float(p) for p in self.condition_dropouts)
+        if self.condition_dropouts and len(self.condition_dropouts) != len(self.condition_sizes):
+            raise ValueError(
+                f"condition_dropouts has {len(self.condition_dropouts)} entries for "
+                f"{len(self.condition_sizes)} conditions"
+            )
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(
                 f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention_impl!r}"
@@ -707,12 +722,19 @@ class MusicTransformer(nn.Module):
         return KVCache(self.cfg.num_layers)
 
     def drop_conditions(self, conditions: torch.Tensor) -> torch.Tensor:
-        """Each label → the null label (0) with probability `condition_dropout` (training only)."""
-        p = self.cfg.condition_dropout
-        if not self.training or p <= 0:
+        """Training only: each label → the null label (0) with its condition's dropout probability,
+        and with probability `unconditional_prob` every label of the item at once (the guidance row)."""
+        cfg = self.cfg
+        if not self.training:
             return conditions
-        keep = torch.rand(conditions.shape, device=conditions.device) >= p
-        return conditions * keep
+        per_condition = cfg.condition_dropouts or (cfg.condition_dropout,) * conditions.size(1)
+        if any(p > 0 for p in per_condition):
+            p = torch.tensor(per_condition, device=conditions.device).view(1, -1)
+            conditions = conditions * (torch.rand(conditions.shape, device=conditions.device) >= p)
+        if cfg.unconditional_prob > 0:
+            joint = torch.rand(conditions.size(0), 1, device=conditions.device) < cfg.unconditional_prob
+            conditions = conditions.masked_fill(joint, 0)
+        return conditions
 
     def _condition_vectors(
         self, conditions: torch.Tensor | None, batch: int, device: torch.device

@@ -8,8 +8,10 @@ song becomes one document
 whose conditioning prefix (everything before the text) is not a prediction target. The prefix has fixed
 slots: a label that is missing from the data, or dropped, is written `<no-lang>`, `<no-emotion>`,
 `<no-genre>`, `<no-scene>`. During training each of the four conditions is dropped with probability
-`lyrics_model.condition_dropout`, independently, so any partial condition and the unconditional
-prefix are seen in their usual positions and classifier-free guidance works at sampling. A song longer than a block is cut into pieces that each
+`lyrics_model.condition_dropout`, independently, and all four at once with probability
+`lyrics_model.unconditional_prob` (independent dropout alone reaches the all-null prefix with p⁴ =
+10⁻⁴), so any partial condition and the unconditional prefix that classifier-free guidance subtracts
+are trained in their usual positions. A song longer than a block is cut into pieces that each
 repeat its prefix; pieces of one language are packed into `max_seq_len` blocks where attention and
 positions stay inside each song (`doc_ids`), so no song ever sees another song's conditioning.
 Blocks are drawn language-balanced (`balanced_weights`, α = `lyrics_model.balance_alpha`).
@@ -160,11 +162,13 @@ class LyricsBlocks(Dataset):
         max_seq_len: int,
         condition_dropout: float = 0.0,
         seed: int = 0,
+        unconditional_prob: float = 0.0,
     ):
         self.tok = tok
         self.segments = segments
         self.max_seq_len = max_seq_len
         self.condition_dropout = condition_dropout
+        self.unconditional_prob = unconditional_prob
         self.seed = seed
         self.epoch = 0
         self.blocks = pack_blocks(segments, max_seq_len + 1)
@@ -185,6 +189,8 @@ class LyricsBlocks(Dataset):
         for doc, seg_index in enumerate(self.blocks[index]):
             seg = self.segments[seg_index]
             keep = rng.random(4) >= self.condition_dropout  # language, emotion, genre, scene
+            if self.unconditional_prob > 0 and rng.random() < self.unconditional_prob:
+                keep[:] = False  # the all-null prefix guidance uses (one draw only when enabled)
             prefix = build_prefix(
                 self.tok,
                 seg.language if keep[0] else None,
@@ -289,7 +295,12 @@ class LyricsTask:
             ]
 
         train_set = LyricsBlocks(
-            tok, segments(train_idx), mc.max_seq_len, mc.condition_dropout, train_cfg.seed
+            tok,
+            segments(train_idx),
+            mc.max_seq_len,
+            mc.condition_dropout,
+            train_cfg.seed,
+            unconditional_prob=mc.unconditional_prob,
         )
         val_set = LyricsBlocks(tok, segments(val_idx), mc.max_seq_len) if val_idx else None
         if unknown:

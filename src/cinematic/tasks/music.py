@@ -14,6 +14,16 @@ reports NLL per token (`val/loss`) and per second of music.
 
 Label vocabularies (emotion, genre, scene; index 0 = the null label) are built from the data, stored in
 the checkpoint through `export_state`, and reused from the checkpoint when a run resumes.
+
+Attributes measured from the music (`cinematic.data.attributes`: key, mode, tempo, density, register,
+polyphony, instruments; `music_model.attributes`) are conditions too, after the labels, each with the
+fixed vocabulary [null, accepted values…]. They are measured once per file (cached under
+`<work_dir>/cache/music_attributes/`), a value in the file's `.json` wins, and each training crop gets
+the attributes of what it holds after augmentation: a crop transposed by +2 semitones from C major is
+labelled D major, one stretched by 1.05 has its tempo and density divided by 1.05. Conditions are
+dropped in training per condition (`condition_dropout` for labels, `attribute_dropout` for attributes)
+and all together with probability `unconditional_prob`, which trains guidance's unconditional branch.
+A fraction `opening_crop_prob` of the crops starts at the piece's opening, as a generated piece does.
 """
 
 from __future__ import annotations
@@ -34,6 +44,13 @@ from torch.utils.data import Dataset
 
 from cinematic.configs import Config
 from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.attributes import (
+    AUDIO_ATTRIBUTES,
+    SYMBOLIC_ATTRIBUTES,
+    measure_file_cached,
+    piece_attributes,
+    sidecar_attributes,
+)
 from cinematic.data.skips import UnreadableFile
 from cinematic.data.synth import render_audio
 from cinematic.data.tokenizers.midi import make_tokenizer
@@ -62,6 +79,67 @@ def active_conditions(section: MusicModelConfig) -> list[str]:
     return [name for name in CONDITIONS if getattr(section, f"{name}_conditioning")]
 
 
+def attribute_names(section: MusicModelConfig, route: str) -> list[str]:
+    """The measured attributes that condition this route ("midi" or "audio"): `music_model.attributes`
+    (null: all the route measures). An attribute the route cannot measure is a UserError."""
+    available = SYMBOLIC_ATTRIBUTES if route == "midi" else AUDIO_ATTRIBUTES
+    if section.attributes is None:
+        return list(available)
+    wrong = [name for name in section.attributes if name not in available]
+    if wrong:
+        raise UserError(
+            f"music_model.attributes: {', '.join(wrong)} cannot be measured on the {route} route; "
+            f"it measures: {', '.join(available)}"
+        )
+    return [name for name in available if name in section.attributes]
+
+
+def attribute_vocabularies(names: Sequence[str], route: str) -> dict[str, list[str]]:
+    """{attribute: [NULL_LABEL, accepted values…]}: fixed by the attribute, not by the data."""
+    available = SYMBOLIC_ATTRIBUTES if route == "midi" else AUDIO_ATTRIBUTES
+    return {name: [NULL_LABEL, *available[name]] for name in names}
+
+
+def measured_pieces(
+    items: Sequence[Any], names: Sequence[str], cache_dir: Path | None, kind: str
+) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """(raw measurements with the sidecar's key/tempo, the sidecar's fixed values) per item, measured
+    once per file (cached). Sidecar values that are no accepted value are logged and left to the
+    measurement; an unreadable file gets no attributes (its tokens are skipped elsewhere)."""
+    from cinematic.data.skips import UnreadableFile
+
+    out = []
+    problems: list[str] = []
+    for item in items:
+        raw: dict[str, Any] = {}
+        if names:
+            try:
+                raw = measure_file_cached(item.path, cache_dir, kind)
+            except UnreadableFile:
+                raw = {}
+        overrides, fixed, bad = sidecar_attributes(item.labels, names)
+        raw = {**raw, **overrides}
+        problems += [f"{Path(item.path).name}: {b}" for b in bad]
+        out.append((raw, fixed))
+    if problems:
+        log.warning(
+            "%d .json attribute value(s) are no accepted value and the measured ones are used instead "
+            "(e.g. %s)",
+            len(problems),
+            "; ".join(problems[:3]),
+        )
+    return out
+
+
+def condition_dropouts(section: MusicModelConfig, labels: Mapping[str, Sequence[str]]) -> tuple[float, ...]:
+    """Per condition: `attribute_dropout` for the measured attributes, `condition_dropout` for labels."""
+    return tuple(
+        section.attribute_dropout if name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES
+        else section.condition_dropout
+        for name in labels
+    )  # fmt: skip
+
+
 def model_config(
     section: MusicModelConfig, vocab_size: int, labels: Mapping[str, Sequence[str]], num_streams: int = 1
 ) -> MusicTransformerConfig:
@@ -80,6 +158,8 @@ def model_config(
         condition_sizes=tuple(len(labels[name]) for name in labels),
         conditioning=section.conditioning,
         condition_dropout=section.condition_dropout,
+        condition_dropouts=condition_dropouts(section, labels),
+        unconditional_prob=section.unconditional_prob,
         tie_embeddings=section.tie_embeddings,
     )
 
@@ -119,7 +199,11 @@ class MidiCropDataset(Dataset):
         tokenizer: Any,
         section: MusicModelConfig,
         seed: int,
+        attributes: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]] | None = None,
+        vocab: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`attributes`: (raw, fixed) per piece (`measured_pieces`); `vocab`: every condition's
+        vocabulary, in the order of `conditions` (the attribute slots are filled per crop)."""
         self.tokenizer = tokenizer
         self.seq_len = section.max_seq_len
         self.pieces = [
@@ -129,6 +213,13 @@ class MidiCropDataset(Dataset):
         self.transpose_range = section.transpose_range
         self.time_stretch = list(section.time_stretch) or [1.0]
         self.tempo_augmentation = section.tempo_augmentation
+        self.opening_crop_prob = section.opening_crop_prob
+        self.attributes = list(attributes) if attributes is not None else None
+        self.slots = [
+            (i, name, list(values))
+            for i, (name, values) in enumerate((vocab or {}).items())
+            if name in SYMBOLIC_ATTRIBUTES
+        ]
         self.seed = seed
         self.epoch = 0
         counts = [max(1, math.ceil((len(p) - 1) / self.seq_len)) for p in self.pieces]
@@ -153,15 +244,27 @@ class MidiCropDataset(Dataset):
         # crop a little more than needed: a stretch > 1 can only add TIME_SHIFTs, < 1 remove some
         window = int(need * 1.1) + 2
         start = int(rng.integers(0, max(1, len(piece) - need + 1)))
-        tokens = piece[start : start + window]
         semitones = int(rng.integers(-self.transpose_range, self.transpose_range + 1))
         factor = self._stretch_factor(rng)
+        if self.opening_crop_prob > 0 and rng.random() < self.opening_crop_prob:
+            start = 0  # drawn last, so the draws before it are those of runs without openings
+        tokens = piece[start : start + window]
         moved = self.tokenizer.transpose(tokens, semitones)
-        tokens = moved if moved is not None else tokens  # out of the piano range: keep the original
+        if moved is None:  # out of the piano range: keep the original
+            semitones = 0
+        else:
+            tokens = moved
         tokens = self.tokenizer.stretch(tokens, factor)[:need]
+        conditions = self.conditions[piece_index]
+        if self.slots and self.attributes is not None:
+            conditions = conditions.copy()
+            values = piece_attributes(*self.attributes[piece_index], semitones, factor)
+            for slot, name, known in self.slots:
+                value = values.get(name)
+                conditions[slot] = known.index(value) if value in known else 0
         return {
             "tokens": torch.from_numpy(np.ascontiguousarray(tokens)),
-            "conditions": torch.from_numpy(self.conditions[piece_index]),
+            "conditions": torch.from_numpy(conditions),
         }
 
 
@@ -218,6 +321,10 @@ class MusicTask:
         self.sample_labels: dict[str, str] = {}
         self.sample_length = 256
         self.seed = 0
+        self.attribute_sets: dict[str, Any] = {}
+        self.validation_files: list[str] = []
+        self.evaluator: Any = None
+        """`music_eval.TrainingEvaluator` when `music_model.eval_samples` > 0."""
 
     # --------------------------------------------------------------------------------- build
 
@@ -238,12 +345,18 @@ class MusicTask:
             self.labels = {k: list(v) for k, v in restored["labels"].items()}
         else:
             self.labels = label_vocabularies([item.labels for item in items], active_conditions(section))
+            self.labels.update(attribute_vocabularies(attribute_names(section, "midi"), "midi"))
         self.model_cfg = model_config(section, self.tokenizer.vocab_size, self.labels)
         self.seed = cfg.training_for("music").seed
+        names = [name for name in self.labels if name in SYMBOLIC_ATTRIBUTES]
 
         with ctx.local_main_first():
             pieces = [self._encode_or_skip(item.path, ctx) for item in items]
-        conditions = [condition_ids(item.labels, self.labels) for item in items]
+            measured = measured_pieces(items, names, ctx.cache_dir, "symbolic")
+        labels = [
+            {**item.labels, **piece_attributes(*m)} for item, m in zip(items, measured, strict=True)
+        ]  # the sidecar's labels with every attribute as a bucket value
+        conditions = [condition_ids(lab, self.labels) for lab in labels]
         keep = [i for i, p in enumerate(pieces) if len(p) > 0]
         without_notes = len(items) - len(keep) - len(ctx.skipped)
         if without_notes > 0:
@@ -262,6 +375,8 @@ class MusicTask:
             self.tokenizer,
             section,
             self.seed,
+            attributes=[measured[i] for i in train_idx],
+            vocab=self.labels,
         )
         val_set = (
             MidiSegmentDataset(
@@ -273,9 +388,20 @@ class MusicTask:
             if val_idx
             else None
         )
-        weights = crop_sample_weights(cfg, [items[i].labels for i in train_idx], train_set.owner)
+        weights = crop_sample_weights(cfg, [labels[i] for i in train_idx], train_set.owner)
         self._pick_sample_labels([items[i].labels for i in train_idx])
+        self.attribute_sets = attribute_sets([conditions[i] for i in train_idx], self.labels)
+        self.validation_files = [items[i].path.name for i in val_idx]
         self.sample_length = min(512, section.max_seq_len)
+        self.evaluator = None
+        if section.eval_samples > 0 and val_idx:  # `evaluate music`'s figures at each validation
+            from cinematic.generation.music_eval import TrainingEvaluator
+
+            self.evaluator = TrainingEvaluator.build(
+                pieces, labels, train_idx, val_idx, self.labels, self.tokenizer.seconds,
+                samples=section.eval_samples, length=self.sample_length, seq_len=section.max_seq_len,
+                seed=self.seed,
+            )  # fmt: skip
         log.info(
             "music: %d training / %d validation MIDI files, %d tokens; labels %s",
             len(train_idx),
@@ -363,6 +489,9 @@ class MusicTask:
         }
         if seconds > 0:
             metrics["val/nll_per_second"] = nll / seconds
+        if self.evaluator is not None:  # music_model.eval_samples > 0
+            generator = MusicGenerator(model, self.tokenizer, self.labels, self.attribute_sets)
+            metrics.update(self.evaluator.figures(generator))
         return metrics
 
     # -------------------------------------------------------------------------------- sample
@@ -400,7 +529,25 @@ class MusicTask:
             "labels": {k: list(v) for k, v in self.labels.items()},
             "model_config": model_cfg,
             "sample_labels": dict(self.sample_labels),
+            "attribute_sets": self.attribute_sets,
+            "validation_files": list(self.validation_files),
         }
+
+
+def attribute_sets(
+    conditions: Sequence[np.ndarray], vocab: Mapping[str, Sequence[str]], limit: int = 4096
+) -> dict[str, Any]:
+    """The condition combinations of the training pieces, for generation to complete a request with
+    attributes that go together (`MusicGenerator.generate(fill_attributes=True)`): {"rows": [[id per
+    condition…, count], …] (the `limit` most common), "values": {attribute: {value: pieces}}}."""
+    counts = Counter(tuple(int(i) for i in c) for c in conditions)
+    rows = [[*ids, n] for ids, n in counts.most_common(limit)]
+    values: dict[str, dict[str, int]] = {}
+    for column, (name, known) in enumerate(vocab.items()):
+        if name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES:
+            per = Counter(known[int(c[column])] for c in conditions if int(c[column]) > 0)
+            values[name] = dict(per)
+    return {"rows": rows, "values": values}
 
 
 # ------------------------------------------------------------------------------------ media helpers
@@ -539,13 +686,27 @@ def crop_sample_weights(cfg: Config, piece_labels: list[dict], owner: Sequence[i
 # ------------------------------------------------------------------------------------ registration
 
 
+def add_attribute_flags(parser: Any) -> None:
+    """--key --mode --tempo --density --register --polyphony --instruments (symbolic route) and
+    --loudness --brightness (audio route): conditions on attributes measured from the music."""
+    helps = {
+        "key": 'e.g. "D minor", dm, Bb (24 keys)',
+        "tempo": "bpm (e.g. 90) or " + "/".join(AUDIO_ATTRIBUTES["tempo"]),
+        "instruments": "GM family (piano, strings, …, drums) or a GM program number",
+    }
+    all_names = {**SYMBOLIC_ATTRIBUTES, **AUDIO_ATTRIBUTES}
+    for name, values in all_names.items():
+        parser.add_argument(f"--{name}", help=helps.get(name, "/".join(values)))
+
+
 def add_commands(groups: CommandGroups) -> None:
-    """`cinematic generate music` (both routes: the checkpoint says which)."""
+    """`cinematic generate music` and `cinematic evaluate music` (both routes: the checkpoint says which)."""
     m = groups.generate.add_parser("music", help="write a MIDI (symbolic route) or WAV (audio route) file")
     m.add_argument("--checkpoint", required=True)
     m.add_argument("--emotion")
     m.add_argument("--genre")
     m.add_argument("--scene")
+    add_attribute_flags(m)
     m.add_argument("--primer", help="MIDI file to continue (symbolic route)")
     m.add_argument("--length", type=int, default=1024, help="tokens to generate (symbolic route)")
     m.add_argument("--duration", type=float, default=10.0, help="seconds to generate (audio route)")
@@ -566,6 +727,10 @@ def add_commands(groups: CommandGroups) -> None:
     e.add_argument("--opening", type=int, default=256, help="tokens (steps) of each opening for sensitivity")
     e.add_argument("--max_files", "--max-files", type=int, default=100, help="files read per split at most")
     e.add_argument("--vocoder", help="music vocoder checkpoint (audio route; default: the one recorded)")
+    e.add_argument(
+        "--no_fill", "--no-fill", action="store_true",
+        help="ask for each condition alone (default: complete the other attributes as generate music does)",
+    )  # fmt: skip
     add_sampling_flags(e, temperature=1.0)
     e.add_argument("--out", required=True, help="report.json")
     add_debug_flag(e)

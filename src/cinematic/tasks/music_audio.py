@@ -17,7 +17,9 @@ Pipeline (`train_music.py --data_dir DIR` when DIR holds audio, or `music_model.
    checkpoints (`task_state["vocoder"]`: its sha1 and its path relative to the run folder), so
    `cinematic generate music` finds it, also after the work folder moved; `cinematic export` embeds it.
 
-Data: every audio file of the folder (mono, `music_model.audio.sample_rate`), with its `.json` labels.
+Data: every audio file of the folder (mono, `music_model.audio.sample_rate`), with its `.json` labels,
+plus tempo, loudness and brightness measured from the waveform (`cinematic.data.attributes`, cached
+under `<work_dir>/cache/music_attributes/`; a value in the `.json` wins) as conditions.
 Codes are cached per file under `<work_dir>/cache/music_audio_codes/<tokenizer>/`. Training items are
 random crops of `max_seq_len` delayed steps (`item_rng(seed, epoch, index)`, so resume is exact); an
 epoch has ⌈steps / max_seq_len⌉ items per piece. Validation cuts held-out pieces into consecutive
@@ -44,6 +46,7 @@ from torch.utils.data import Dataset
 
 from cinematic.configs import Config
 from cinematic.configs.model_config import MusicModelConfig
+from cinematic.data.attributes import piece_attributes
 from cinematic.data.tokenizers.delay import StreamVocab, delayed_sequence
 from cinematic.data.tokenizers.mel_rvq import MelRVQ, MelSource, _no_bar, fit_tokenizer_cached
 from cinematic.errors import UserError
@@ -51,9 +54,12 @@ from cinematic.generation.music_audio import AudioMusicGenerator
 from cinematic.tasks.music import (
     NULL_LABEL,
     active_conditions,
+    attribute_names,
+    attribute_vocabularies,
     condition_ids,
     crop_sample_weights,
     label_vocabularies,
+    measured_pieces,
     model_config,
 )
 from cinematic.tasks.vocoder import MusicVocoderTask
@@ -207,6 +213,8 @@ class AudioMusicTask:
         self.model_cfg: Any = None
         self.sample_labels: dict[str, str] = {}
         self.sample_seconds = 2.0
+        self.evaluator: Any = None
+        """`music_eval.TrainingEvaluator` when `music_model.eval_samples` > 0."""
         self.vocoder: Any = None
         """The recorded vocoder (`checkpoint_io.file_reference`; older checkpoints: an absolute path)."""
         self.seed = 0
@@ -239,6 +247,13 @@ class AudioMusicTask:
             self.labels = {k: list(v) for k, v in restored["labels"].items()}
         else:
             self.labels = label_vocabularies([p.labels for p in pieces], active_conditions(section))
+            self.labels.update(attribute_vocabularies(attribute_names(section, "audio"), "audio"))
+        names = [name for name in self.labels if name in ("tempo", "loudness", "brightness")]
+        with ctx.local_main_first():  # tempo, loudness, brightness: measured once per file (cached)
+            for piece, found in zip(
+                pieces, measured_pieces(pieces, names, ctx.cache_dir, "audio"), strict=True
+            ):
+                piece.labels = {**piece.labels, **piece_attributes(*found)}
         self.vocoder = restored.get("vocoder")
         self.model_cfg = model_config(
             section, self.vocab.size, self.labels, num_streams=self.rvq.num_codebooks
@@ -270,6 +285,16 @@ class AudioMusicTask:
         self.sample_seconds = min(
             2.0, (section.max_seq_len - self.rvq.num_codebooks) / self.rvq.frames_per_second
         )
+        self.evaluator = None
+        if section.eval_samples > 0 and val_idx:  # `evaluate music`'s figures at each validation
+            from cinematic.generation.music_eval import TrainingEvaluator
+
+            fps = self.rvq.frames_per_second
+            self.evaluator = TrainingEvaluator.build(
+                [p.codes for p in pieces], [p.labels for p in pieces], train_idx, val_idx, self.labels,
+                lambda codes: codes.shape[1] / fps, samples=section.eval_samples,
+                length=max(1, round(self.sample_seconds * fps)), seq_len=section.max_seq_len, seed=self.seed,
+            )  # fmt: skip
         frames = sum(pieces[i].codes.shape[1] for i in train_idx)
         log.info(
             "music (audio route): %d training / %d validation files, %.1f s of audio (%d frames × %d codebooks); "
@@ -390,6 +415,8 @@ class AudioMusicTask:
         }
         for k in range(len(per_stream_count)):
             metrics[f"val/loss_codebook{k}"] = float(per_stream_sum[k]) / max(1.0, float(per_stream_count[k]))
+        if self.evaluator is not None:  # music_model.eval_samples > 0
+            metrics.update(self.evaluator.figures(AudioMusicGenerator(model, self.rvq, self.labels)))
         return metrics
 
     # -------------------------------------------------------------------------------- sample

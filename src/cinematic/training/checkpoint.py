@@ -483,8 +483,35 @@ class CheckpointManager:
         return found[1] if found else ckpt_io.load_for_resume(path)
 
 
+def _section_defaults(cfg: Config, section: str) -> dict[str, Any]:
+    """The default values of a config section as plain JSON types ({} when they cannot be built)."""
+    model = getattr(cfg, section, None)
+    try:
+        return type(model)().model_dump(mode="json")  # type: ignore[attr-defined]
+    except Exception:  # not a pydantic section, or one without defaults for every key
+        return {}
+
+
+def _without_new_defaults(old: Any, new: Any, defaults: Any) -> Any:
+    """`new` without the keys the old config lacks whose value is still the default: a key added in a
+    later version (e.g. music_model.unconditional_prob) must not stop an old checkpoint resuming."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    defaults = defaults if isinstance(defaults, dict) else {}
+    out = {}
+    for key, value in new.items():
+        if key not in old:
+            if key in defaults and defaults[key] == value:
+                continue
+            out[key] = value
+        else:
+            out[key] = _without_new_defaults(old[key], value, defaults.get(key))
+    return out
+
+
 def check_compatible(checkpoint: dict[str, Any], task_name: str, cfg: Config) -> None:
-    """A resume must be of the same task with the same model configuration (training keys may change)."""
+    """A resume must be of the same task with the same model configuration (training keys may change;
+    keys the checkpoint's config predates are ignored while they keep their default value)."""
     if checkpoint.get("task") != task_name:
         raise UserError(
             f"the checkpoint belongs to task {checkpoint.get('task')!r}, not {task_name!r}; "
@@ -497,6 +524,7 @@ def check_compatible(checkpoint: dict[str, Any], task_name: str, cfg: Config) ->
         return
     new = {k: v for k, v in cfg.to_dict()[section].items() if k != "training"}
     old = {k: v for k, v in old.items() if k != "training"}
+    new = _without_new_defaults(old, new, _section_defaults(cfg, section))
     diffs = ckpt_io.config_differences(old, new, f"{section}.")
     if diffs:
         raise UserError(
