@@ -50,10 +50,10 @@ def _checkpoint(runs: Path, name: str, given: str | None) -> str:
 
 
 def bench_synthesis(singer: str, notes, language: str, repeats: int) -> dict:
-    from cinematic.configs import load_config
     from cinematic.generation.singing import SingingSynthesizer
     from cinematic.generation.vocode import Vocoder, hifigan_config
     from cinematic.models.hifigan import Generator
+    from cinematic.registry import load_config
 
     synth = SingingSynthesizer.from_checkpoint(singer, vocoder="harmonic")
     vocoder_cfg = load_config("base").vocoder.model_copy(

@@ -284,14 +284,17 @@ class SongGenerator:
         return cls(MusicGenerator.from_checkpoint(music_ckpt, device=device), lyrics_model, synth, sources)
 
     def singer_range(self, singer: str | None) -> tuple[int, int]:
-        """The pitch range the melody is written in: the singing model's for this singer when it
-        records one, else G3–D5."""
+        """The pitch range the melody is written in: the singing model's for this singer when its checkpoint
+        records one (`singer_ranges`: {singer: [lowest, highest] MIDI note}), else G3–D5."""
         ranges = getattr(self.singer, "singer_ranges", None)
+        if ranges is None:
+            ranges = (getattr(self.singer, "state", None) or {}).get("singer_ranges")
         if isinstance(ranges, dict):
             name = singer or (self.singer.singers[0] if self.singer.singers else None)
             if name in ranges:
-                low, high = ranges[name]
-                return int(low), int(high)
+                low, high = (int(v) for v in ranges[name])
+                if high - low >= 11:  # at least an octave, or the melody cannot keep its pitch classes
+                    return low, high
         return SINGER_RANGE
 
     # ----------------------------------------------------------------------------------------- stages
