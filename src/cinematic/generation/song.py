@@ -366,7 +366,8 @@ class SongGenerator:
     ) -> Song:
         """A song; see the module docstring for the stages. `lyrics_text`/`lyrics_file` replace generated
         lyrics, `melody` (a .mid/.midi/.musicxml/.mxl/.xml file) the generated melody; `duration` (seconds)
-        keeps the lines that end within it (at least one). Bad inputs are `UserError`s naming the file and what to do."""
+        keeps the lines that end within it (at least one), and then
+        the lyrics GPT writes at most 4 tokens per second of it (`max_new_tokens` otherwise). Bad inputs are `UserError`s naming the file and what to do."""
         steps = _Progress(progress)
         if key is not None:
             try:
@@ -405,7 +406,10 @@ class SongGenerator:
                 lines = parse_lyrics(lyrics_text, language, source="the lyrics text")
                 lyrics_source = "text"
             else:
-                text = self.write_lyrics(language, emotion, genre, scene, structure, max_new_tokens, seed)
+                budget = (
+                    max_new_tokens if duration is None else min(max_new_tokens, max(48, int(4 * duration)))
+                )
+                text = self.write_lyrics(language, emotion, genre, scene, structure, budget, seed)
                 lines = parse_lyrics(
                     text, language, source=f"the lyrics written by {self.sources.get('lyrics')}"
                 )
