@@ -35,6 +35,7 @@ BUILTIN_MODULES = (
     "cinematic.tasks.voice",
     "cinematic.tasks.vocoder",
     "cinematic.tasks.lyrics",
+    "cinematic.tasks.singing",
 )
 
 _families: dict[str, ModelFamily] = {}

@@ -3,6 +3,7 @@
     OUT_DIR/music/NN_<emotion>_<genre>.mid|.wav|.json   12 pieces, 8–16 s, labels the notes follow
     OUT_DIR/voice/<speaker>/<utt>.wav|.txt, speaker.json 4 speakers × 12 utterances (espeak-ng), en/es/de
     OUT_DIR/lyrics/<language>/<song>.txt|.json           38 songs in en/es/fr/de (more en than de)
+    OUT_DIR/singing/<singer>/<song>.wav|.json, singer.json  4 singers × 10 songs (espeak-ng + PSOLA), en/es
 
 Enough for every model to train a few steps, and for tests. Labels are honest: a "sad" piece is slow,
 soft, low and minor; a "triumphant" one fast, loud and major (see docs/demo.md for the whole mapping).
@@ -32,6 +33,7 @@ import symusic
 from tqdm import tqdm
 
 from cinematic.data.audio import save_audio
+from cinematic.data.demo_singing import SINGERS, singer_metadata, singing_jobs, write_demo_song
 from cinematic.data.demo_text import CONJUNCTION, LYRICS, SCENES, SENTENCES
 from cinematic.data.synth import render_score
 from cinematic.errors import UserError
@@ -554,7 +556,7 @@ def _prepare(out_dir: Path) -> None:
                 f"{out_dir} is not empty and was not made by `cinematic data demo`; "
                 "choose an empty or new folder so the demo files do not mix with your data"
             )
-        for name in ("music", "voice", "lyrics"):
+        for name in ("music", "voice", "lyrics", "singing"):
             shutil.rmtree(out_dir / name, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -574,6 +576,10 @@ def write_demo_data(out_dir: str | Path, seed: int = 0, progress: bool | None = 
     pieces = music_pieces(seed)
     utterances = voice_jobs(seed)
     songs = lyric_songs(seed)
+    sung = singing_jobs(seed)
+    for singer in SINGERS:
+        (out_dir / "singing" / singer.name).mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / "singing" / singer.name / "singer.json", singer_metadata(singer))
     for folder in {out_dir / "music", *(out_dir / "voice" / s.name for s in SPEAKERS)}:
         folder.mkdir(parents=True, exist_ok=True)
     for speaker in SPEAKERS:
@@ -586,6 +592,7 @@ def write_demo_data(out_dir: str | Path, seed: int = 0, progress: bool | None = 
     work: list[Callable[[], None]] = [
         *(lambda p=p: _write_piece(p, out_dir / "music") for p in pieces),
         *(lambda j=j: _write_utterance(binary, j, out_dir / "voice" / j.speaker.name) for j in utterances),
+        *(lambda j=j: write_demo_song(binary, j, out_dir / "singing" / j.singer.name) for j in sung),
     ]
     show = sys.stderr.isatty() if progress is None else progress
     with (
@@ -601,6 +608,8 @@ def write_demo_data(out_dir: str | Path, seed: int = 0, progress: bool | None = 
         "speakers": len(SPEAKERS),
         "utterances": len(utterances),
         "songs": {lang: sum(1 for s in songs if s[0] == lang) for lang in SONGS_PER_LANGUAGE},
+        "singers": len(SINGERS),
+        "sung_songs": len(sung),
         "seconds": round(time.monotonic() - started, 1),
     }
     if not show:
@@ -614,7 +623,8 @@ def demo_command(args: argparse.Namespace) -> int:
     print(
         f"wrote {summary['out_dir']}: music/ {summary['music']} MIDI pieces with WAV renderings and labels; "
         f"voice/ {summary['speakers']} speakers × {summary['utterances'] // summary['speakers']} utterances; "
-        f"lyrics/ {songs} songs ({', '.join(f'{k} {v}' for k, v in summary['songs'].items())}) "
+        f"lyrics/ {songs} songs ({', '.join(f'{k} {v}' for k, v in summary['songs'].items())}); "
+        f"singing/ {summary['singers']} singers × {summary['sung_songs'] // summary['singers']} songs "
         f"in {summary['seconds']:.1f} s"
     )
     return 0
