@@ -234,3 +234,37 @@ def test_evaluate_music_on_the_audio_route_measures_rendered_audio(tmp_path):
     loudness = report["control_accuracy"]["loudness"]
     assert loudness["method"] == "measured" and loudness["requested"] == ["quiet", "loud"]
     assert report["control_accuracy"]["emotion"]["method"] == "classifier"
+
+
+def test_validation_logs_the_figures_when_eval_samples_is_set(demo_data, tmp_path):
+    """`music_model.eval_samples` > 0: each validation adds val/label_sensitivity/* and
+    val/control_accuracy/* to the metrics the trainer logs (TensorBoard)."""
+    import shutil
+
+    from cinematic.configs import load_config
+    from cinematic.tasks.music import MusicTask
+    from cinematic.training.trainer import run_training
+
+    data = tmp_path / "music"
+    data.mkdir()
+    for path in sorted((demo_data / "music").glob("*.mid"))[:6]:
+        shutil.copy(path, data / path.name)
+        shutil.copy(path.with_suffix(".json"), data / path.with_suffix(".json").name)
+    cfg = load_config("tiny")
+    cfg.training.work_dir = str(tmp_path / "work")
+    cfg.training.max_steps = 1
+    cfg.training.validate_every_steps = 1
+    cfg.training.checkpoint_every_steps = 1
+    cfg.data.val_fraction = 0.5
+    section = cfg.music_model
+    section.num_layers, section.max_seq_len, section.max_relative_position = 1, 32, 32
+    section.genre_conditioning = section.scene_conditioning = False
+    section.attributes = ["mode"]
+    section.eval_samples = 2
+    with torch_threads(1):
+        result = run_training(MusicTask(), cfg, data)
+    metrics = result.metrics_after
+    assert {"val/label_sensitivity/emotion", "val/label_sensitivity/mode"} <= set(metrics)
+    assert 0 <= metrics["val/control_accuracy/mode"] <= 1
+    assert 0 <= metrics["val/control_accuracy/emotion"] <= 1
+    assert abs(metrics["val/label_sensitivity/emotion"]) < 1  # an untrained model barely uses labels

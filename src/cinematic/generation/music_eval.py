@@ -17,7 +17,7 @@ checkpoint's own tokenizer:
   uses it scores > 0. A piece's true values are its labels (corpus or `.json`) and, for the measurable
   attributes, what `cinematic.data.attributes` measures in the file (a label wins), as in training.
 - `control_accuracy[c]`: `samples` pieces generated per condition, sample i requesting the i-th value
-  (cycling) among the values of c that the reference files carry, every other condition null. A
+  (cycling) among the values of c that the reference files carry, no other condition given. A
   measurable attribute (key, mode, tempo, density, register, polyphony, instruments; audio: tempo,
   loudness, brightness) is measured in the sample and compared with the request. A label that cannot
   be measured (emotion, genre, scene, ...) is predicted by a classifier — scikit-learn's logistic
@@ -25,6 +25,8 @@ checkpoint's own tokenizer:
   training files' labels, as EMOPIA's evaluation does with its emotion classifier — and compared with
   the request; the classifier's own accuracy on held-out files (stratified cross-validation) and the
   majority-class rate are reported beside it, so a reader knows how far to trust it.
+  As in `generate music`, the attributes a request leaves out are completed from a training piece that
+  matches it (when the checkpoint recorded them); `--no_fill` asks for each condition alone.
 
 The generated audio of the audio route is rendered by the checkpoint's vocoder when it can be found,
 else by the Griffin-Lim preview (the report's `audio_renderer` says which).
@@ -92,24 +94,28 @@ def condition_row(labels: Mapping[str, str], vocab: Mapping[str, Sequence[str]])
     return row
 
 
-def given_attributes(labels: Mapping[str, Any], names: Iterable[str], problems: list[str]) -> dict[str, str]:
-    """The attributes a file's labels give (they win over measured ones), as bucket values. A value that
-    is not an accepted one (e.g. "key": "E phrygian", a list of instrument names) is appended to
-    `problems` and left to the measurement, as in training."""
-    from cinematic.data.attributes import parse_attribute
+def true_attributes(
+    path: Path, labels: Mapping[str, Any], names: Iterable[str], kind: str, problems: list[str]
+) -> dict[str, str]:
+    """A file's attributes as its training saw them (`tasks.music.measured_pieces`): measured, with
+    the values its labels give winning; a given value that is no accepted one is added to `problems`
+    and left to the measurement."""
+    from cinematic.data.attributes import measure_file_cached, piece_attributes, sidecar_attributes
 
-    out = {}
-    for name in names:
-        value = labels.get(name)
-        if value in (None, ""):
-            continue
-        try:
-            if isinstance(value, list | dict | bool):
-                raise UserError("not a single value")
-            out[name] = parse_attribute(name, value)
-        except UserError:
-            problems.append(f"{name}={value!r}")
-    return out
+    raw = measure_file_cached(path, None, kind)
+    overrides, fixed, bad = sidecar_attributes(labels, list(names))
+    problems += [f"{path.name}: {b}" for b in bad]
+    return piece_attributes({**raw, **overrides}, fixed)
+
+
+def completed(generator: Any, conditions: list[int], seed: int) -> list[int]:
+    """The null attribute slots filled as `generate music` fills them (from a training piece that
+    matches the request: `generation.music.complete_conditions`), when the checkpoint recorded the
+    training pieces' combinations."""
+    from cinematic.generation.music import complete_conditions
+
+    sets = getattr(generator, "attribute_sets", None)
+    return complete_conditions(conditions, generator.labels, sets, seed) if sets else list(conditions)
 
 
 # ------------------------------------------------------------------------------------------ routes
@@ -139,14 +145,12 @@ class SymbolicRoute:
 
     def read(self, path: Path, labels: Mapping[str, Any]) -> Piece | None:
         """A file → Piece (None when it holds no notes); labels = measured attributes, then `labels`."""
-        from cinematic.data.attributes import measure_score
         from cinematic.data.tokenizers.midi import load_score
 
-        score = load_score(path)
-        tokens = np.asarray(self.tokenizer.encode(score), dtype=np.int64)
+        tokens = np.asarray(self.tokenizer.encode(load_score(path)), dtype=np.int64)
         if len(tokens) == 0:
             return None
-        measured = {**measure_score(score), **given_attributes(labels, self.measurable, self.problems)}
+        measured = true_attributes(path, labels, self.measurable, "symbolic", self.problems)
         merged = {**labels, **measured}
         return Piece(tokens, known_labels(merged, self.vocab), self.tokenizer.seconds(tokens), path)
 
@@ -167,13 +171,15 @@ class SymbolicRoute:
     def opening(self, tokens: Any, length: int) -> torch.Tensor:
         return self.sequence(tokens)[:, : length + 1]
 
-    def generate(self, conditions: list[int], seed: int, length: int, **sampling: Any) -> np.ndarray:
+    def generate(
+        self, conditions: list[int], seed: int, length: int, fill: bool = True, **sampling: Any
+    ) -> np.ndarray:
         from cinematic.generation.music import generate_tokens
 
         tok = self.tokenizer
         return generate_tokens(
             self.model,
-            conditions,
+            completed(self.generator, conditions, seed) if fill else conditions,
             length,
             bos_id=tok.bos_id,
             eos_id=tok.eos_id,
@@ -223,7 +229,6 @@ class AudioRoute:
         return self.rvq.mel_cfg.sample_rate
 
     def read(self, path: Path, labels: Mapping[str, Any]) -> Piece | None:
-        from cinematic.data.attributes import measure_audio
         from cinematic.data.tokenizers.mel_rvq import load_mono
 
         wav = load_mono(path, self.sample_rate)
@@ -232,10 +237,7 @@ class AudioRoute:
             return None
         with torch.no_grad():
             codes = self.rvq.encode(wav)
-        measured = {
-            **measure_audio(wav, self.sample_rate),
-            **given_attributes(labels, self.measurable, self.problems),
-        }
+        measured = true_attributes(path, labels, self.measurable, "audio", self.problems)
         merged = {**labels, **measured}
         seconds = codes.shape[1] / self.rvq.frames_per_second
         return Piece(codes, known_labels(merged, self.vocab), seconds, path)
@@ -260,12 +262,14 @@ class AudioRoute:
     def opening(self, codes: Any, length: int) -> torch.Tensor:
         return self.sequence(codes)[:, :, : length + 1]
 
-    def generate(self, conditions: list[int], seed: int, length: int, **sampling: Any) -> torch.Tensor:
+    def generate(
+        self, conditions: list[int], seed: int, length: int, fill: bool = True, **sampling: Any
+    ) -> torch.Tensor:
         from cinematic.generation.music_audio import generate_codes
 
         return generate_codes(
             self.model,
-            conditions,
+            completed(self.generator, conditions, seed) if fill else conditions,
             max(1, length),
             empty_id=self.stream_vocab.empty_id,
             bos_id=self.stream_vocab.bos_id,
@@ -469,9 +473,12 @@ def control_accuracy(
     top_k: int | None = None,
     top_p: float | None = None,
     progress: bool = True,
+    fill_attributes: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """{condition: {"accuracy", "samples", "method", ...}} for every condition the reference pieces
-    carry: `samples` pieces generated per condition (see the module docstring)."""
+    carry: `samples` pieces generated per condition (see the module docstring). `fill_attributes`: the
+    attributes a request leaves out are completed as `generate music` does (`completed`); False asks
+    for the one condition alone, every other null."""
     if samples <= 0:
         return {}
     reference = [*train_pieces, *eval_pieces]
@@ -497,7 +504,7 @@ def control_accuracy(
     for name, requests, i in _progress(work, "generating for control accuracy", show=progress):
         wanted = requests[i % len(requests)]
         conditions = condition_row({name: wanted}, route.vocab)
-        sample = route.generate(conditions, seed=seed + i, length=length, **sampling)
+        sample = route.generate(conditions, seed=seed + i, length=length, fill=fill_attributes, **sampling)
         if name in route.measurable:
             got = route.measure(sample).get(name)
             unmeasured[name] = unmeasured.get(name, 0) + (got is None)
@@ -541,6 +548,7 @@ def evaluate_pieces(
     top_p: float | None = None,
     progress: bool = True,
     with_nll: bool = True,
+    fill_attributes: bool = True,
 ) -> dict[str, Any]:
     """The three figures on pieces already read (what `evaluate_music` and validation share)."""
     was_training = route.model.training
@@ -560,6 +568,7 @@ def evaluate_pieces(
             top_k=top_k,
             top_p=top_p,
             progress=progress,
+            fill_attributes=fill_attributes,
         )
     finally:
         route.model.train(was_training)
@@ -569,6 +578,7 @@ def evaluate_pieces(
         "label_sensitivity_detail": detail,
         "control_accuracy": control,
         "guidance": guidance,
+        "fill_attributes": fill_attributes,
         "samples": samples,
         "opening": opening,
     }
@@ -726,6 +736,7 @@ def evaluate_music(
     vocoder: str | Path | None = None,
     checkpoint_path: str | Path | None = None,
     progress: bool = True,
+    fill_attributes: bool = True,
 ) -> dict[str, Any]:
     """The JSON report of `cinematic evaluate music` (see the module docstring)."""
     from cinematic.data.corpora import discover_music_corpus
@@ -765,10 +776,10 @@ def evaluate_music(
         skipped += more
     if route.problems:
         log.warning(
-            "%d attribute label(s) in the files' .json are not accepted values and were measured instead "
+            "%d .json attribute value(s) are no accepted value and the measured ones are used instead "
             "(e.g. %s)",
             len(route.problems),
-            ", ".join(sorted(set(route.problems))[:3]),
+            "; ".join(route.problems[:3]),
         )
     sample_length = length if route.kind == "midi" else round(duration * route.rvq.frames_per_second)
     report = evaluate_pieces(
@@ -784,6 +795,7 @@ def evaluate_music(
         top_k=top_k,
         top_p=top_p,
         progress=progress,
+        fill_attributes=fill_attributes,
     )
     report.update(
         route=route.kind,
@@ -829,6 +841,17 @@ def format_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _finite(value: Any) -> Any:
+    """The report with NaN/inf (a figure that could not be computed) as null: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """`cinematic evaluate music --checkpoint CKPT --data_dir DIR [--samples N] [--guidance W] --out report.json`."""
     from cinematic.utils import atomic_write_bytes
@@ -855,8 +878,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
         device=getattr(args, "device", "cpu"),
         vocoder=getattr(args, "vocoder", None),
         checkpoint_path=args.checkpoint,
+        fill_attributes=not getattr(args, "no_fill", False),
     )
-    atomic_write_bytes(out, (json.dumps(report, indent=2, allow_nan=True) + "\n").encode())
+    atomic_write_bytes(out, (json.dumps(_finite(report), indent=2, allow_nan=False) + "\n").encode())
     print(format_table(report))
     print(f"wrote {out}")
     return 0
