@@ -507,11 +507,9 @@ class SongGenerator:
             notes = read_melody_notes(path)
             the_tempo = float(tempo) if tempo is not None else _file_tempo(path)
             sung = fit_melody(lines, notes, str(path), pitch_range, the_tempo)
-            the_key = (
-                Key.parse(key)
-                if key
-                else estimate_key([n.pitch for n in notes], [n.duration * the_tempo / 60 for n in notes])
-            )
+            the_key = Key.parse(key) if key else _file_key(path)
+            if the_key is None:
+                the_key = estimate_key([n.pitch for n in notes], [n.duration * the_tempo / 60 for n in notes])
             return sung, the_key, the_tempo, 0
         the_key = Key.parse(key) if key else default_key(emotion, seed)
         the_tempo = float(tempo) if tempo is not None else float(default_tempo(emotion))
@@ -611,6 +609,20 @@ def read_melody_notes(path: Path) -> list[Any]:
             if top[i].onset + top[i].duration > top[i + 1].onset:
                 top[i] = SungNote("", top[i].pitch, top[i].onset, top[i + 1].onset - top[i].onset)
         return top
+
+
+def _file_key(path: Path) -> Key | None:
+    """The first key signature of a MIDI file (None for other files or a MIDI file without one)."""
+    if path.suffix.lower() not in (".mid", ".midi"):
+        return None
+    from cinematic.data.tokenizers.midi import load_score
+
+    signatures = load_score(path).key_signatures
+    if not len(signatures):
+        return None
+    major = (7 * int(signatures[0].key)) % 12  # sharps (negative: flats) -> the major tonic
+    minor = bool(signatures[0].tonality)
+    return Key((major - 3) % 12 if minor else major, "minor" if minor else "major")
 
 
 def _file_tempo(path: Path) -> float:
