@@ -268,3 +268,25 @@ def test_validation_logs_the_figures_when_eval_samples_is_set(demo_data, tmp_pat
     assert 0 <= metrics["val/control_accuracy/mode"] <= 1
     assert 0 <= metrics["val/control_accuracy/emotion"] <= 1
     assert abs(metrics["val/label_sensitivity/emotion"]) < 1  # an untrained model barely uses labels
+
+
+def test_evaluate_music_measures_on_the_corpus_test_split(models, tmp_path):
+    """An EMOPIA-layout folder with its split files: the figures come from the test clips alone."""
+    from cinematic.generation.music_eval import evaluate_music
+
+    root = tmp_path / "EMOPIA_1.0"
+    midis = _write_corpus(root / "midis", count=6)
+    names = []
+    for i, path in enumerate(sorted(midis.glob("*.mid"))):
+        name = f"Q{1 + i % 4}_clip_{i}.mid"
+        path.rename(midis / name)
+        names.append(name)
+    (root / "split").mkdir()
+    for split, chosen in (("train", names[:3]), ("val", names[3:4]), ("test", names[4:])):
+        rows = "\n".join(f"{k},{n}" for k, n in enumerate(chosen))
+        (root / "split" / f"{split}_clip.csv").write_text(f",clip_name\n{rows}\n")
+    ckpt = torch.load(_checkpoint(models["informed"], tmp_path / "m.pth"), weights_only=True)
+    report = evaluate_music(ckpt, root, samples=0, opening=16, progress=False)
+    assert report["layout"] == "emopia" and report["split"] == "test" and report["files"] == 2
+    assert report["control_accuracy"] == {} and report["tokens"] > 0
+    assert report["label_sensitivity_detail"]["mode"]["pieces"] == 2
