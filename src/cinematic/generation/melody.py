@@ -122,7 +122,7 @@ def estimate_key(pitches: Sequence[int], durations: Sequence[float]) -> Key:
 
 def generate_material(
     music: Any,
-    labels: Mapping[str, str | None],
+    labels: Mapping[str, Any],
     key: Key,
     pitch_range: tuple[int, int],
     length: int,
@@ -131,8 +131,8 @@ def generate_material(
     progress: bool = False,
 ) -> np.ndarray:
     """`length` tokens from the music model with every NOTE_ON outside `key`'s scale or `pitch_range`
-    (inclusive) masked, and no PAD/BOS/EOS; returned as note rows (onset_s, offset_s, pitch, velocity)."""
-    from cinematic.generation.music import generate_tokens
+    (inclusive) masked, and no PAD/BOS/EOS; `labels`: the model's conditions (`music.condition_ids`); returned as note rows (onset_s, offset_s, pitch, velocity)."""
+    from cinematic.generation.music import complete_conditions, generate_tokens
 
     tok = music.tokenizer
     if getattr(tok, "kind", None) != "performance":
@@ -144,9 +144,13 @@ def generate_material(
     allowed = key.pitch_classes
     banned = [tok.pad_id, tok.bos_id, tok.eos_id]
     banned += [tok.note_on_offset + p for p in range(128) if p % 12 not in allowed or not low <= p <= high]
+    conditions = music.condition_ids(**labels)
+    sets = getattr(music, "attribute_sets", None)
+    if sets:  # attributes left out: from a training piece with the given conditions, as `generate music`
+        conditions = complete_conditions(conditions, music.labels, sets, seed)
     ids = generate_tokens(
         music.model,
-        music.condition_ids(**labels),
+        conditions,
         length,
         bos_id=tok.bos_id,
         eos_id=None,

@@ -525,17 +525,19 @@ class SongGenerator:
         )
 
     def music_conditions(self, labels: dict[str, str], key: Key, tempo: float) -> dict[str, Any]:
-        """The music model's conditions: its known labels, plus key, mode and tempo when the checkpoint was
-        trained with those measured attributes (`cinematic.data.attributes`); older checkpoints have none,
-        and then the key is imposed by the decoding constraint and the tempo by the beat grid alone."""
+        """The music model's conditions: its known labels, plus key, mode and tempo (as their attribute
+        values: "eb minor", the tempo's bucket) when the checkpoint was trained with those measured
+        attributes (`cinematic.data.attributes`) and knows the value. Older checkpoints have none; in
+        every case the key is imposed by the decoding constraint and the tempo by the beat grid."""
+        from cinematic.data.attributes import resolve_labels
+
         conditions: dict[str, Any] = dict(labels)
-        known = self.music.labels
-        if "key" in known:
-            conditions["key"] = key.name.lower()
-        if "mode" in known:
-            conditions["mode"] = key.mode
-        if "tempo" in known:
-            conditions["tempo"] = float(tempo)
+        vocab = self.music.labels
+        wanted = {"key": key.name.lower(), "mode": key.mode, "tempo": float(tempo)}
+        resolved = resolve_labels(vocab, {name: value for name, value in wanted.items() if name in vocab})
+        for name, value in resolved.items():
+            if value in vocab[name][1:]:  # [0] is the null label
+                conditions[name] = value
         return conditions
 
     def _render(self, notes: np.ndarray, program: int, tempo: float) -> np.ndarray:
