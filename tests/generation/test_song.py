@@ -188,3 +188,226 @@ def test_mix_is_at_minus_14_lufs_never_clips_and_the_stems_sum_to_it():
     v = loudness(result.gains["vocals"] * np.stack([result.vocals, result.vocals]), sr)  # in both channels
     a = loudness(result.gains["accompaniment"] * result.accompaniment, sr)
     assert v - a == pytest.approx(2.0, abs=0.3)
+
+
+# ------------------------------------------------------------------------------ the whole song (real models)
+
+SONG_TEXT = """[verse]
+Under the water the lanterns glow
+[chorus]
+Sing me home tonight
+[chorus]
+Sing me home tonight
+"""
+
+
+@pytest.fixture(scope="module")
+def singing_checkpoint(tmp_path_factory):
+    """An untrained tiny singing checkpoint, as the trainer writes one (weights and task state): trained
+    singing is tested in tests/tasks/test_singing.py; here the pipeline around the singer is, and F0 as a
+    residual over the note pitch sings the melody from the start."""
+    from dataclasses import asdict
+
+    import torch
+
+    from cinematic.configs.model_config import MelConfig
+    from cinematic.data.singing import REST, phonemize_notes
+    from cinematic.data.tokenizers.phonemes import SPECIAL, TextFrontEnd
+    from cinematic.models.singing import XiaoiceSing, XiaoiceSingConfig
+
+    front = TextFrontEnd("phonemes")
+    notes = [
+        SungNote(s, 60, i, 1) for line in parse_lyrics(SONG_TEXT, "en") for i, s in enumerate(line.syllables)
+    ]
+    symbols = [*SPECIAL, *sorted({REST} | {p for ph in phonemize_notes(notes, "en", front) for p in ph})]
+    torch.manual_seed(0)
+    cfg = XiaoiceSingConfig(
+        n_symbols=len(symbols), n_languages=2, embed_dim=32, num_heads=2, encoder_num_layers=1,
+        decoder_num_layers=1, conv_filter_size=64, variance_filter_size=32, num_speakers=2,
+    )  # fmt: skip
+    state = {
+        "symbols": symbols,
+        "front_end": front.mode,
+        "speakers": ["alto", "bass"],
+        "speaker_dvectors": {"alto": torch.zeros(256), "bass": torch.ones(256) / 16},
+        "languages": ["en", "es"],
+        "model_config": asdict(cfg),
+        "mel_config": MelConfig().model_dump(),
+        "vocoder_checkpoint": None,
+    }
+    path = tmp_path_factory.mktemp("singer") / "best.pth"
+    model = {"singer": XiaoiceSing(cfg).state_dict()}
+    torch.save({"task": "singing", "model": model, "ema": {}, "task_state": state}, path)
+    return path
+
+
+def _generate(args: list[str]) -> int:
+    from cinematic.cli import main
+
+    return main(["generate", "song", *args])
+
+
+@pytest.fixture(scope="module")
+def song_dir(singing_checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("song")
+    lyrics = root / "lyrics.txt"
+    lyrics.write_text(SONG_TEXT, encoding="utf-8")
+    common = ["--music", str(MUSIC), "--singer", str(singing_checkpoint), "--vocoder", "harmonic"]
+    common += [
+        "--language",
+        "en",
+        "--emotion",
+        "sad",
+        "--lyrics_file",
+        str(lyrics),
+        "--seed",
+        "3",
+        "--tempo",
+        "120",
+    ]
+    assert _generate([*common, "--out", str(root / "a")]) == 0
+    assert _generate([*common, "--out", str(root / "b")]) == 0
+    return root
+
+
+def _song_json(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "song.json").read_text(encoding="utf-8"))
+
+
+def test_same_seed_gives_byte_identical_song_files(song_dir):
+    names = ["song.wav", "vocals.wav", "accompaniment.wav", "song.mid", "lyrics.lrc", "song.json"]
+    for name in names:
+        assert (song_dir / "a" / name).read_bytes() == (song_dir / "b" / name).read_bytes(), name
+
+
+def test_lrc_lines_are_the_lyric_lines_at_their_first_syllable(song_dir):
+    record = _song_json(song_dir / "a")
+    sung = [line for section in record["sections"] for line in section["lines"]]
+    expected = [line for line in SONG_TEXT.splitlines() if line and not line.startswith("[")]
+    rows = (song_dir / "a" / "lyrics.lrc").read_text(encoding="utf-8").splitlines()
+    assert [row[10:] for row in rows] == expected == [line["text"] for line in sung]
+    for row, line in zip(rows, sung, strict=True):
+        minutes, seconds = int(row[1:3]), float(row[4:9])
+        assert 60 * minutes + seconds == pytest.approx(line["notes"][0]["onset"], abs=0.006)
+        assert line["sung_syllable_onsets"][0] == pytest.approx(60 * minutes + seconds, abs=0.03)
+    assert [s["name"] for s in record["sections"]] == ["verse", "chorus", "chorus"]
+    assert sung[2]["reuses_melody_of_line"] == 1
+
+
+def test_each_syllable_starts_within_30_ms_of_its_note(song_dir):
+    record = _song_json(song_dir / "a")
+    for section in record["sections"]:
+        for line in section["lines"]:
+            onsets = [n["onset"] for n in line["notes"] if not n["slur"]]
+            assert len(line["sung_syllable_onsets"]) == len(onsets) == len(line["syllables"])
+            assert np.abs(np.array(line["sung_syllable_onsets"]) - onsets).max() <= 0.030
+
+
+def test_the_sung_vocal_follows_the_melody(song_dir):
+    import parselmouth
+    import soundfile as sf
+
+    wav, sr = sf.read(song_dir / "a" / "vocals.wav")
+    pitch = parselmouth.Sound(wav, sr).to_pitch_ac(time_step=0.01, pitch_floor=75.0, pitch_ceiling=800.0)
+    f0 = pitch.selected_array["frequency"]
+    times = np.asarray(pitch.xs())
+    notes = [n for s in _song_json(song_dir / "a")["sections"] for line in s["lines"] for n in line["notes"]]
+    cents, voiced, total = [], 0, 0
+    for n in notes:
+        inside = (times >= n["onset"]) & (times < n["onset"] + n["duration"])
+        total += int(inside.sum())
+        hz = f0[inside & (f0 > 0)]
+        voiced += len(hz)
+        cents.extend(np.abs(1200 * np.log2(hz / (440 * 2 ** ((n["pitch"] - 69) / 12)))))
+    assert voiced >= 0.7 * total
+    assert np.median(cents) <= 50
+
+
+def test_mix_is_minus_14_lufs_without_clipping_and_stems_at_gains_give_the_song(song_dir):
+    import soundfile as sf
+
+    song, sr = sf.read(song_dir / "a" / "song.wav", dtype="float32")
+    vocals, _ = sf.read(song_dir / "a" / "vocals.wav", dtype="float32")
+    accompaniment, _ = sf.read(song_dir / "a" / "accompaniment.wav", dtype="float32")
+    assert sr == 44100 and song.ndim == 2 and song.shape[1] == 2
+    assert loudness(song.T, sr) == pytest.approx(-14.0, abs=1.0)
+    assert np.abs(song).max() <= 10 ** (-1 / 20) + 1e-4
+    gains = _song_json(song_dir / "a")["mix"]["gains"]
+    rebuilt = gains["vocals"] * vocals[:, None] + gains["accompaniment"] * accompaniment
+    assert np.abs(rebuilt - song).max() <= 2 / 32768
+
+
+def test_song_midi_has_the_melody_first_then_the_accompaniment(song_dir):
+    from symusic import Score
+
+    score = Score(str(song_dir / "a" / "song.mid"))
+    record = _song_json(song_dir / "a")
+    melody = [n["pitch"] for s in record["sections"] for line in s["lines"] for n in line["notes"]]
+    assert [n.pitch for n in score.tracks[0].notes] == melody
+    assert [t.name for t in score.tracks if len(t.notes)] == ["melody", "accompaniment"]
+    syllables = [s for section in record["sections"] for line in section["lines"] for s in line["syllables"]]
+    assert [text.text for t in score.tracks for text in t.lyrics] == syllables
+    assert score.tempos[0].qpm == pytest.approx(record["tempo"])
+
+
+def test_song_midi_read_back_as_a_melody_gives_the_same_notes_key_and_tempo(song_dir):
+    from cinematic.generation.song import _file_key, _file_tempo, read_melody_notes
+
+    record = _song_json(song_dir / "a")
+    midi = song_dir / "a" / "song.mid"
+    sung = fit_melody(
+        parse_lyrics(SONG_TEXT, "en"), read_melody_notes(midi), str(midi), tempo=record["tempo"]
+    )
+    notes = [
+        (n["syllable"], n["pitch"], n["onset"], n["slur"])
+        for s in record["sections"]
+        for line in s["lines"]
+        for n in line["notes"]
+    ]
+    again = [(n.syllable, n.pitch, round(n.onset, 4), n.slur) for line in sung for n in line.notes]
+    assert again == notes
+    assert _file_key(midi).name == record["key"] and _file_tempo(midi) == record["tempo"]
+
+
+@pytest.mark.parametrize("problem", ["empty_lyrics", "language", "short_melody"])
+def test_bad_song_inputs_exit_2_naming_the_file(problem, singing_checkpoint, tmp_path, capsys):
+    from symusic import Note, Score, Track
+
+    lyrics = tmp_path / "words.txt"
+    lyrics.write_text("" if problem == "empty_lyrics" else SONG_TEXT, encoding="utf-8")
+    args = ["--music", str(MUSIC), "--singer", str(singing_checkpoint), "--vocoder", "harmonic"]
+    args += ["--emotion", "sad", "--lyrics_file", str(lyrics), "--out", str(tmp_path / "out")]
+    args += ["--language", "de" if problem == "language" else "en"]
+    if problem == "short_melody":
+        score = Score(480)
+        track = Track(name="tune")
+        track.notes.extend([Note(i * 480, 480, 60 + i, 80) for i in range(3)])
+        score.tracks.append(track)
+        score.dump_midi(str(tmp_path / "tune.mid"))
+        args += ["--melody", str(tmp_path / "tune.mid")]
+    assert _generate(args) == 2
+    message = capsys.readouterr().err
+    named = {"empty_lyrics": "words.txt", "language": str(singing_checkpoint), "short_melody": "tune.mid"}
+    assert named[problem] in message
+    assert not (tmp_path / "out" / "song.wav").exists()
+
+
+def test_key_and_tempo_become_music_conditions_when_the_checkpoint_knows_them():
+    from types import SimpleNamespace
+
+    from cinematic.generation.song import SongGenerator
+
+    vocab = {
+        "emotion": ["<none>", "sad"],
+        "key": ["<none>", "eb minor", "c major"],
+        "tempo": ["<none>", "moderate"],
+    }
+    songs = SongGenerator(SimpleNamespace(labels=vocab), None, None)
+    conditions = songs.music_conditions({"emotion": "sad"}, Key.parse("Eb minor"), 84)
+    assert conditions == {"emotion": "sad", "key": "eb minor", "tempo": "moderate"}
+    # a value the checkpoint never saw is left out (its vocabulary would refuse it)
+    assert songs.music_conditions({}, Key.parse("D major"), 200) == {}
+    labels_only = SongGenerator(SimpleNamespace(labels={"emotion": ["<none>", "sad"]}), None, None)
+    assert labels_only.music_conditions({"emotion": "sad"}, Key.parse("Eb minor"), 84) == {"emotion": "sad"}
