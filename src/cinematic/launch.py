@@ -266,7 +266,7 @@ def shard_command(args: argparse.Namespace) -> int:
         if not supports(task):
             raise UserError(
                 f"the {family.name} family cannot be written to shards yet (supported: music with MIDI "
-                "files, lyrics, voice, vocoder)"
+                "files, lyrics, voice, vocoder, singing)"
             )
         out = Path(args.out)
         if out.resolve() == data_dir.resolve():

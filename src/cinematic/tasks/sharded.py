@@ -358,6 +358,56 @@ def _vocoder_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContex
     )
 
 
+# ----------------------------------------------------------------------------------------- singing
+
+
+def _singing_export(task: Any, built: Built) -> ShardExport:
+    import json
+
+    pieces = [json.loads(json.dumps(asdict(p), default=str)) for p in task.val_pieces[:_VAL_ITEMS_KEPT]]
+    return ShardExport(_whole(built.train_set), _whole(built.val_set), extra={"val_pieces": pieces})
+
+
+def _singing_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext) -> Built:
+    from cinematic.data.singing import SongPiece, SungNote, collate
+    from cinematic.models.singing import XiaoiceSing, XiaoiceSingConfig
+
+    _same_state(source, ctx, ("symbols", "speakers", "languages", "stats"))
+    if source.state.get("mel_config") != cfg.singing_model.audio.model_dump():
+        raise UserError(
+            f"{source.location}: the shards' features were computed with another singing_model.audio "
+            "than this config's; train with the config the shards were written with, or write them again"
+        )
+    task.cfg = cfg
+    task.state = dict(source.state)
+    task.model = model = XiaoiceSing(XiaoiceSingConfig(**task.state["model_config"]))
+
+    def piece(stored: dict[str, Any]) -> Any:
+        durations = stored["phoneme_durations"]
+        return SongPiece(
+            **{
+                **stored,
+                "audio_path": Path(stored["audio_path"]),
+                "notes": [SungNote(**{**n, "phonemes": _tuple(n.get("phonemes"))}) for n in stored["notes"]],
+                "phonemes": [tuple(p) for p in stored["phonemes"]],
+                "phoneme_durations": None if durations is None else [_tuple(d) for d in durations],
+            }
+        )
+
+    task.val_pieces = [piece(p) for p in source.manifest["extra"].get("val_pieces", [])]
+    return Built(
+        models={"singer": model},
+        train_set=RecordDataset(Records(source, source.train_ids)),
+        val_set=_val_set(source),
+        collate_fn=collate,
+        throughput_unit="frames",
+    )
+
+
+def _tuple(value: Any) -> Any:
+    return None if value is None else tuple(value)
+
+
 # ----------------------------------------------------------------------------------------- registry
 
 ADAPTERS: dict[str, tuple[Callable[..., ShardExport], Callable[..., Built]]] = {
@@ -365,6 +415,7 @@ ADAPTERS: dict[str, tuple[Callable[..., ShardExport], Callable[..., Built]]] = {
     "lyrics": (_lyrics_export, _lyrics_build),
     "voice": (_voice_export, _voice_build),
     "vocoder": (_vocoder_export, _vocoder_build),
+    "singing": (_singing_export, _singing_build),
 }
 
 
