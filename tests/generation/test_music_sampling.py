@@ -25,3 +25,19 @@ def test_lazy_eos_checks_give_the_same_piece_as_stopping_at_the_first_eos():
         assert EOS not in eager.tolist()
         ended += len(eager) < 60
     assert ended > 0  # some pieces did end at an EOS, so the cut was exercised
+
+
+def test_attributes_left_out_are_completed_from_a_matching_training_piece():
+    from cinematic.generation.music import complete_conditions
+
+    vocab = {
+        "emotion": ["<none>", "a", "b"],
+        "genre": ["<none>", "g"],
+        "key": ["<none>", "c major", "a minor"],
+    }
+    sets = {"rows": [[1, 0, 1, 5], [2, 1, 2, 3]]}  # (emotion, genre, key, pieces)
+    assert complete_conditions([1, 0, 0], vocab, sets, seed=0) == [1, 0, 1]  # a → its pieces' key
+    assert complete_conditions([2, 0, 0], vocab, sets, seed=0) == [2, 0, 2]  # a label is never filled
+    assert complete_conditions([0, 0, 0], vocab, sets, seed=0) == [0, 0, 0]  # nothing asked: unconditional
+    assert complete_conditions([1, 1, 0], vocab, sets, seed=0) == [1, 1, 0]  # no piece matches
+    assert complete_conditions([1, 0, 0], vocab, {}, seed=0) == [1, 0, 0]  # nothing recorded (old checkpoint)
