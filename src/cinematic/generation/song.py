@@ -9,15 +9,15 @@ Stages (each prints a progress line; `song.timings` keeps their seconds):
    again, word for word), or a user's text (`lyrics_file`); then sections, lines and syllables
    (`cinematic.data.syllables`);
 2. melody — the music model decoded in key and in the singer's range, notes picked per syllable under the
-   line constraints (`cinematic.generation.melody`), or a user's melody (`melody`: MIDI with lyrics or
-   MusicXML, read by `cinematic.data.singing.read_melody`);
+   line constraints (`cinematic.generation.melody`), or a user's melody (`melody`: MIDI or MusicXML, read
+   by `cinematic.data.singing.read_melody` when it carries lyrics, which mark melismas, else its top voice);
 3. vocals — the singing model sings the notes (a training singer, or zero-shot like a `reference` clip);
 4. accompaniment — more material from the music model, in key, below the voice, on the sixteenth grid of the
    song tempo, repeated in whole bars over the song's length; rendered by the project's synthesizer;
 5. mix — vocal level relative to the accompaniment, −14 LUFS integrated, a limiter (`generation.mix`).
 
 Key and tempo: `key`/`tempo` when given, else from the emotion (minor for dark emotions, a tonic drawn by
-the seed; tempo by emotion), or for a user's melody its own tempo (MIDI) and its measured key. A music
+the seed; tempo by emotion), or for a user's melody its own tempo and key signature (MIDI) or measured key. A music
 checkpoint trained with measured attributes (`cinematic.data.attributes`) is conditioned on key, mode and
 tempo as well; in every case the key is imposed by the decoding constraint and the tempo by the beat grid
 the material is placed on, so older checkpoints (emotion/genre/scene only) keep both too.
