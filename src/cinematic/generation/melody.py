@@ -246,6 +246,7 @@ def compose_melody(
         reused = patterns.get(line.key)
         if reused is not None and len(lines[reused[0]].syllables) == len(line.syllables):
             source, pattern = reused
+            previous = pattern[-1][2]  # the next new line continues from where this one ends
         else:
             source, pattern = None, []
             position = 0  # eighths from the line's first bar line
