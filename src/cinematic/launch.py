@@ -146,13 +146,15 @@ def _train_from_shards(args: argparse.Namespace, family: ModelFamily, cfg: Confi
 
     location = normalize_location(data_dir)
     written_by = read_manifest(location)["family"]
-    if family.route is not None or written_by != family.name:
-        routed = registry.get(written_by) if written_by in registry.families() else family
-        if routed.name != family.name and family.route is None:
+    if written_by != family.name:
+        # a family with routes (music) trains the route its shards were written for
+        other = registry.families().get(written_by)
+        same_task = other is not None and other.task_instance().name == family.task_instance().name
+        if family.route is None or not same_task:
             raise UserError(
                 f"{location} holds {written_by} shards; train them with `cinematic train {written_by}`"
             )
-        family = routed
+        family = other
     task = family.task_instance()
     if not supports(task):
         raise UserError(f"the {family.name} family cannot train from shards yet")
@@ -178,8 +180,9 @@ def _rank_view(data_dir: Path, view: Path, rank: int, world_size: int, suffixes:
 
     shutil.rmtree(view, ignore_errors=True)
     files = sorted(p for p in data_dir.rglob("*") if p.is_file())
-    primary = [p for p in files if p.suffix.lower() in suffixes]
-    mine = set(primary[rank::world_size])
+    mine: set[Path] = set()
+    for suffix in suffixes:  # each kind shared out on its own (a music folder: MIDI files and renderings)
+        mine.update([p for p in files if p.suffix.lower() == suffix][rank::world_size])
     for path in files:
         if path in mine or path.suffix.lower() not in suffixes:
             link = view / path.relative_to(data_dir)

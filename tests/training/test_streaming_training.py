@@ -182,3 +182,27 @@ def test_bad_shard_is_an_error_naming_it_or_a_listed_skip(sharded, tmp_path, cap
     assert main([*args, "--skip_bad_shards"]) == 0
     report = json.loads((tmp_path / "w" / "vocoder" / "skipped_files.json").read_text())
     assert report["files"][0]["path"] == str(broken / chunk) and "left out" in report["files"][0]["reason"]
+
+
+def test_shards_of_another_family_are_refused(sharded, capsys):
+    _, shards, work = sharded["lyrics"]
+    assert main(["train", "music", "--data_dir", str(shards), "--work_dir", str(work / "x"), *FAST]) == 2
+    assert "holds lyrics shards; train them with `cinematic train lyrics`" in capsys.readouterr().err
+
+
+def test_rank_views_share_out_each_kind_of_file_and_keep_every_sidecar(demo_data, tmp_path):
+    """`data shard` / `data preprocess` under torchrun: rank r builds the features of its slice."""
+    from cinematic.launch import _rank_view
+
+    music = demo_data / "music"
+    views = [tmp_path / f"rank{r}" for r in range(2)]
+    counts = [_rank_view(music, view, r, 2, (".mid", ".wav")) for r, view in enumerate(views)]
+    names = [{p.name for p in view.iterdir()} for view in views]
+    for suffix in (".mid", ".wav"):
+        slices = [{n for n in found if n.endswith(suffix)} for found in names]
+        assert not slices[0] & slices[1]
+        assert slices[0] | slices[1] == {p.name for p in music.glob(f"*{suffix}")}
+        assert abs(len(slices[0]) - len(slices[1])) <= 1
+    sidecars = {p.name for p in music.glob("*.json")}
+    assert sidecars <= names[0] and sidecars <= names[1] and sum(counts) == len(list(music.glob("*.mid"))) * 2
+    assert all(p.is_symlink() for p in views[0].iterdir())

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from cinematic.errors import UserError
-from cinematic.utils import atomic_write_bytes
+from cinematic.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 # ------------------------------------------------------------------------------------------ records
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Write a shard folder's file atomically, readable by everyone (shards are shared)."""
+    atomic_write(path, lambda handle: handle.write(data), mode=0o644)
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
@@ -202,7 +207,7 @@ def write_part(
         os.replace(tmp / chunk["filename"], out_dir / name)
         chunk["filename"] = name
     part = {"key": key, "count": count, "chunks": chunks, "config": config}
-    atomic_write_bytes(out_dir / PARTS / f"{key}.json", json.dumps(part).encode("utf-8"))
+    _publish(out_dir / PARTS / f"{key}.json", json.dumps(part).encode("utf-8"))
     shutil.rmtree(tmp, ignore_errors=True)
     return part
 
@@ -219,10 +224,10 @@ def merge_parts(out_dir: Path, keys: Sequence[str], manifest: dict[str, Any], st
     if total != manifest["train_count"] + manifest["val_count"]:
         raise RuntimeError(f"parts hold {total} records, the manifest counts {manifest}")
     (out_dir / MANIFEST).unlink(missing_ok=True)  # not complete while the rest changes
-    atomic_write_bytes(out_dir / INDEX, json.dumps({"chunks": chunks, "config": config}).encode("utf-8"))
+    _publish(out_dir / INDEX, json.dumps({"chunks": chunks, "config": config}).encode("utf-8"))
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(out_dir / STATE_FILE, buffer.getvalue())
+    _publish(out_dir / STATE_FILE, buffer.getvalue())
     listed = {chunk["filename"] for chunk in chunks}
     for path in out_dir.iterdir():
         if _CHUNK_NAME.match(path.name) and path.name not in listed:
@@ -231,7 +236,7 @@ def merge_parts(out_dir: Path, keys: Sequence[str], manifest: dict[str, Any], st
         if path.suffix == ".json" and path.stem not in keys:
             path.unlink()
     manifest = {**manifest, "format_version": FORMAT_VERSION, "parts": list(keys)}
-    atomic_write_bytes(out_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False).encode("utf-8"))
+    _publish(out_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False).encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------------ reading
