@@ -1,12 +1,16 @@
 """What the scale levers of docs/scale.md cost or save, as JSON.
 
-1. `preemption_check`: the per-step agreement on the preemption flag (`PreemptionWatch.agreed`, one
-   all-reduce of one int32 on a gloo group) between 2 processes on this machine, against the training
-   step time of the tiny-preset Music Transformer and GPT (the smallest steps: the worst case).
+1. `preemption_check`: the per-step agreement on the preemption flag (`PreemptionWatch.agreed`: one
+   all-reduce of one int32 on a gloo group, in flight during the next step) between 2 processes on
+   this machine, each training the tiny-preset Music Transformer and then GPT under DDP (one thread
+   each; the smallest steps: the worst case): median time spent in the check against the median step.
 2. `levers`: one training step (forward, backward, AdamW) of a small Music Transformer and a small
    lyrics GPT (4 layers, width 256, 256 tokens, batch 4, dropout 0.1), eager, with activation
    checkpointing, and compiled (`torch.compile`, inductor): median step time (after warm-up and, for
-   compile, after the compilation, which is reported apart) and the process's peak resident memory.
+   compile, after the compilation, which is reported apart), by wall clock and by the process's CPU
+   time (all its threads: the steadier figure on a shared machine), the process's peak resident
+   memory, and the bytes autograd saves for backward (eager and checkpointed; not measurable inside
+   compiled code).
    Each configuration runs in a fresh process so the peak memory is its own.
 
     .venv/bin/python benchmarks/training_levers.py [--steps 4] [--threads 2] [--out levers.json]
@@ -91,10 +95,10 @@ def time_steps(model: str, size: dict[str, int], lever: str, steps: int, warmup:
         compile_model(net, model, torch.device("cpu"))
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     tokens = torch.randint(0, 391 if model == "music" else 640, (size["batch"], size["seq"] + 1))
-    times = []
+    times, cpu_times = [], []
     saved: dict[int, int] = {}
     for index in range(warmup + steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         if index == 0 and lever != "compile":  # what autograd keeps for backward (not compiled code)
             with saved_activations(net, saved):
@@ -104,8 +108,10 @@ def time_steps(model: str, size: dict[str, int], lever: str, steps: int, warmup:
         loss.backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     out: dict[str, Any] = {
         "step_s": statistics.median(times[warmup:]),
+        "step_cpu_s": statistics.median(cpu_times[warmup:]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
@@ -130,7 +136,9 @@ def _in_fresh_process(args: list[str], threads: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ preemption check
 
 
-def _check_worker(rank: int, port: int, calls: int, queue: Any) -> None:
+def _check_worker(rank: int, port: int, steps: int, queue: Any) -> None:
+    """One of 2 ranks: tiny-preset DDP training steps (one thread), each followed by the trainer's
+    preemption check; rank 0 reports the median step and the median time spent in the check."""
     import torch.distributed as dist
 
     from cinematic.training.distributed import DistEnv
@@ -138,21 +146,38 @@ def _check_worker(rank: int, port: int, calls: int, queue: Any) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    watch = PreemptionWatch(DistEnv(rank=rank, world_size=2, wait_group=dist.group.WORLD))
-    for _ in range(200):
-        watch.agreed()
-    chunks = []
-    for _ in range(10):
-        start = time.perf_counter()
-        for _ in range(calls // 10):
+    out: dict[str, Any] = {}
+    for model in ("music", "gpt"):
+        watch = PreemptionWatch(DistEnv(rank=rank, world_size=2, wait_group=dist.group.WORLD))
+        torch.manual_seed(0)
+        net, loss_fn = build(model, TINY)
+        # DDP as in the trainer: its gradient all-reduce keeps the ranks in step, as in a real run.
+        net = torch.nn.parallel.DistributedDataParallel(net)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        tokens = torch.randint(0, 391 if model == "music" else 640, (TINY["batch"], TINY["seq"] + 1))
+        step_times, check_times = [], []
+        for _ in range(steps + 5):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net, tokens).backward()
+            optimizer.step()
+            middle = time.perf_counter()
             watch.agreed()
-        chunks.append((time.perf_counter() - start) / (calls // 10))
+            step_times.append(middle - start)
+            check_times.append(time.perf_counter() - middle)
+        watch._drain()
+        step, check = statistics.median(step_times[5:]), statistics.median(check_times[5:])
+        out[f"{model}_tiny_step_ms"] = step * 1e3
+        out[f"{model}_check_us"] = check * 1e6
+        out[f"{model}_check_mean_us"] = statistics.mean(check_times[5:]) * 1e6
+        out[f"{model}_overhead_percent"] = 100 * check / step
     if rank == 0:
-        queue.put(statistics.median(chunks))
+        queue.put(out)
     dist.destroy_process_group()
 
 
-def preemption_check(calls: int, threads: int, steps: int) -> dict[str, Any]:
+def preemption_check(steps: int) -> dict[str, Any]:
+    """The check's cost inside real tiny-model steps on 2 ranks (gloo, one thread each)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -162,19 +187,12 @@ def preemption_check(calls: int, threads: int, steps: int) -> dict[str, Any]:
         port = sock.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    procs = [ctx.Process(target=_check_worker, args=(rank, port, calls, queue)) for rank in range(2)]
+    procs = [ctx.Process(target=_check_worker, args=(rank, port, steps, queue)) for rank in range(2)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join()
-    per_call = queue.get()
-    out: dict[str, Any] = {"all_reduce_per_step_us (2 ranks, gloo)": per_call * 1e6}
-    for model in ("music", "gpt"):
-        step = _in_fresh_process(["--worker", model, "tiny", "eager", str(steps)], threads)["step_s"]
-        out[f"{model}_tiny_step_ms"] = step * 1e3
-        out[f"{model}_tiny_overhead_percent"] = 100 * per_call / step
-    out["goal_percent"] = 1.0
-    return out
+    return {**queue.get(), "goal_percent": 1.0}
 
 
 def main() -> None:
@@ -183,7 +201,9 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration (after 1)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=2000, help="preemption checks timed per rank")
+    parser.add_argument(
+        "--check-steps", type=int, default=40, help="tiny steps timed with the preemption check"
+    )
     parser.add_argument("--only", choices=["preemption", "levers"])
     parser.add_argument("--out")
     parser.add_argument(
@@ -198,7 +218,7 @@ def main() -> None:
         return
     result: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__, "small_size": SMALL}
     if args.only in (None, "preemption"):
-        result["preemption_check"] = preemption_check(args.calls, args.threads, max(args.steps, 20))
+        result["preemption_check"] = preemption_check(args.check_steps)
         print(json.dumps(result["preemption_check"]), file=sys.stderr)
     if args.only in (None, "levers"):
         levers: dict[str, Any] = {}
@@ -213,6 +233,7 @@ def main() -> None:
                 other = levers[f"{model}/{lever}"]
                 if "step_s" in other and "step_s" in eager:
                     other["time_vs_eager"] = other["step_s"] / eager["step_s"]
+                    other["cpu_time_vs_eager"] = other["step_cpu_s"] / eager["step_cpu_s"]
                     other["peak_rss_mb_vs_eager"] = other["peak_rss_mb"] - eager["peak_rss_mb"]
         result["levers"] = levers
     text = json.dumps(result, indent=2)

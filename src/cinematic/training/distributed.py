@@ -179,7 +179,11 @@ def _restart_store(world_size: int, timeout: datetime.timedelta) -> object | Non
     if attempt == "0" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
     store = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=timeout,
     )
     return dist.PrefixStore(f"cinematic/attempt_{attempt}/", store)
 

@@ -4,10 +4,14 @@ A cluster that takes the machines back (SLURM preemption or time limit, Kubernet
 instance) sends SIGTERM and kills the processes a grace period later (SLURM: `KillWait`, 30 s by
 default; `#SBATCH --signal=USR1@120` sends SIGUSR1 120 s before the time limit). While the trainer
 runs, both signals only set a flag in the handler. After every optimizer step the ranks agree on it
-(one all-reduce of one integer on a CPU group: a rank whose signal came late must not keep the others
-waiting in a collective); when any rank was signalled, every rank writes the same checkpoint through
-the `CheckpointManager` (atomic, as every save) and the run leaves with `Preempted`, a `SystemExit`
-whose code is `PREEMPTED_EXIT_CODE` (75, sysexits' EX_TEMPFAIL: "try again later").
+with one all-reduce (MAX) of one integer on a gloo CPU group (no device synchronisation; a rank whose
+signal came late never keeps the others waiting in a collective). The all-reduce runs in the
+background during the next step: after step k each rank reads the result started after step k - 1
+(all ranks read the same value) and starts the next one, so a signal is acted on one step later and
+the check costs a step almost nothing (`benchmarks/training_levers.py`). When any rank was
+signalled, every rank writes the same checkpoint through the `CheckpointManager` (atomic, as every
+save) and the run leaves with `Preempted`, a `SystemExit` whose code is `PREEMPTED_EXIT_CODE` (75,
+sysexits' EX_TEMPFAIL: "try again later").
 
 Under SLURM (`SLURM_JOB_ID` set) with `training.requeue: true`, rank 0 runs
 `scontrol requeue $SLURM_JOB_ID` before leaving: the job goes back into the queue, and its script's
@@ -52,7 +56,8 @@ class PreemptionWatch:
         self.env = env
         self.signalled: int | None = None
         """The signal received (None: none yet)."""
-        self._flag = torch.zeros(1, dtype=torch.int32)  # reused: no allocation per step
+        self._pending: tuple[Any, torch.Tensor] | None = None
+        """The all-reduce in flight (its work handle and buffer), started after the previous step."""
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.signalled = signum  # nothing else here: the loop acts at the next step boundary
@@ -70,17 +75,34 @@ class PreemptionWatch:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._drain()
 
     def agreed(self) -> bool:
-        """Whether any rank was signalled (every rank calls it after every step: a collective)."""
+        """Whether any rank was signalled, as of the previous step (every rank calls it after every
+        step: a collective). One process: as of now."""
         if not self.env.is_distributed:
             return self.signalled is not None
         import torch.distributed as dist
 
-        self._flag.fill_(self.signalled is not None)
-        # The gloo CPU group: no device synchronisation, whatever the training backend.
-        dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self.env.wait_group)
-        return bool(self._flag.item())
+        result = False
+        if self._pending is not None:
+            work, flag = self._pending
+            work.wait()  # started a step ago: normally long done
+            result = bool(flag.item())
+            self._pending = None
+        if not result:
+            flag = torch.tensor([int(self.signalled is not None)], dtype=torch.int32)
+            work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.env.wait_group, async_op=True)
+            self._pending = (work, flag)
+        return result
+
+    def _drain(self) -> None:
+        """Wait for the all-reduce in flight (every rank started it) before the group may go."""
+        if self._pending is not None:
+            work, _ = self._pending
+            self._pending = None
+            with contextlib.suppress(RuntimeError):  # a peer that died: nothing left to agree on
+                work.wait()
 
     def leave(self, step: int, checkpoint: Path, requeue: bool) -> None:
         """After the checkpoint: requeue (rank 0, SLURM, `training.requeue`) and raise `Preempted`."""
