@@ -151,19 +151,43 @@ def test_every_family_trains_from_shards(sharded, family):
     assert checkpoint["step"] == 2 and checkpoint["data_dir"] == str(shards)
 
 
-def test_resume_from_shards_inside_an_epoch_is_exact(sharded, tmp_path):
-    """4 steps straight == the same run resumed from its step-2 checkpoint (inside the first epoch;
-    lyrics with condition dropout, drawn per epoch and item)."""
+def test_a_run_from_shards_stopped_by_sigterm_inside_an_epoch_resumes_bitwise(sharded, tmp_path):
+    """5 steps straight == SIGTERM during step 3 (checkpoint, exit 75) + `--resume auto` to step 5
+    (lyrics with condition dropout, drawn per epoch and item; the epoch has ~30 steps)."""
+    import os
+    import signal
+
+    from cinematic.registry import load_config
+    from cinematic.tasks.lyrics import LyricsTask
+    from cinematic.tasks.sharded import ShardedTask
+    from cinematic.training.preemption import Preempted
+    from cinematic.training.trainer import run_training
+
     _, shards, _ = sharded["lyrics"]
-    args = ["train", "lyrics", "--data_dir", str(shards), "--work_dir", str(tmp_path), *FAST]
-    args += ["--set", "training.max_steps=4", "--set", "training.batch_size=2"]
-    args += ["--set", "training.checkpoint_every_steps=2", "--set", "lyrics_model.condition_dropout=0.5"]
-    checkpoints = tmp_path / "lyrics" / "checkpoints"
-    assert main(args) == 0
-    straight = torch.load(checkpoints / "last.pth", weights_only=True)
-    assert main([*args, "--resume", str(checkpoints / "step_2.pth")]) == 0
-    resumed = torch.load(checkpoints / "last.pth", weights_only=True)
-    assert straight["epoch"] == resumed["epoch"] == 0 and resumed["batch_in_epoch"] == 4
+    sets = [*FAST[2:], "--set", "training.batch_size=2", "--set", "lyrics_model.condition_dropout=0.5"]
+
+    def train(work: Path, *extra: str) -> dict:
+        args = ["train", "lyrics", "--data_dir", str(shards), "--work_dir", str(work), "--config", "tiny"]
+        assert main([*args, *sets, "--set", "training.max_steps=5", *extra]) == 0
+        return torch.load(work / "lyrics" / "checkpoints" / "last.pth", weights_only=True)
+
+    class SigtermAtStep3(ShardedTask):
+        calls = 0
+
+        def training_step(self, *args):
+            self.calls += 1
+            if self.calls == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.task.training_step(*args)
+
+    straight = train(tmp_path / "a")
+    cfg = load_config("tiny", [*(sets[i + 1] for i in range(0, len(sets), 2)), "training.max_steps=5"])
+    cfg.training.work_dir = str(tmp_path / "b")
+    with pytest.raises(Preempted) as stopped:
+        run_training(SigtermAtStep3(LyricsTask(), str(shards)), cfg, shards)
+    assert stopped.value.code == 75 and stopped.value.step == 3
+    resumed = train(tmp_path / "b", "--resume", "auto")
+    assert straight["epoch"] == resumed["epoch"] == 0 and resumed["batch_in_epoch"] == 5
     for name, tensor in straight["model"]["lyrics"].items():
         assert torch.equal(tensor, resumed["model"]["lyrics"][name]), name
 

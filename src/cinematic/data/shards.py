@@ -274,6 +274,7 @@ class ShardSource:
     bad: list[BadShard] = field(default_factory=list)
     _dataset: Any = None
     _memo: tuple[int, dict[str, Any]] | None = None
+    _pid: int = 0
 
     @classmethod
     def open(cls, location: str | Path, skip_bad: bool = False, cache_dir: str | None = None) -> ShardSource:
@@ -369,10 +370,10 @@ class ShardSource:
         """Record `index` (the last one read is kept: a task reading one record twice reads it once)."""
         if self._memo is not None and self._memo[0] == index:
             return self._memo[1]
-        if self._dataset is None:
+        if self._dataset is None or self._pid != os.getpid():  # a forked loader worker opens its own
             from litdata import StreamingDataset
 
-            self._dataset = StreamingDataset(self.location)
+            self._dataset, self._pid = StreamingDataset(self.location), os.getpid()
         record = decode_record(self._dataset[index]["record"])
         self._memo = (index, record)
         return record
