@@ -118,6 +118,22 @@ def test_missing_or_truncated_chunks_are_named_or_skipped(tmp_path):
         ShardSource.open(tmp_path)
 
 
+def test_a_remote_source_is_read_through_the_cache(tmp_path, monkeypatch):
+    """The object-store path (litdata's downloader and chunk cache), through litdata's `local:` URLs."""
+    from cinematic.data.shards import CACHE_ENV, read_manifest
+
+    _write(tmp_path / "shards", _records(9), world_size=1)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    url = f"local:{tmp_path / 'shards'}"
+    assert is_shard_source(url) and read_manifest(url)["train_count"] == 7
+    source = ShardSource.open(url)
+    assert source.state == {"vocab": ["a", "b"]} and source.val_ids == [7, 8]
+    assert [source.record(i)["id"] for i in (8, 0, 4)] == [8, 0, 4]
+    assert list((tmp_path / "cache").rglob("*.bin"))  # chunks came through the cache
+    with pytest.raises(UserError, match="cannot read"):
+        ShardSource.open(f"local:{tmp_path / 'nothing'}")
+
+
 # --------------------------------------------------------------------------------- epoch over shards
 
 

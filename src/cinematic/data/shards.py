@@ -52,7 +52,12 @@ PARTS = "parts"
 CHUNK_BYTES = 1 << 26
 """Chunk size (64 MiB): a few reads per chunk from an object store, small enough to cache many."""
 _CHUNK_NAME = re.compile(r"^[0-9a-f]{16}-\d+\.bin$")
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_URL = re.compile(r"^(local:|[a-zA-Z][a-zA-Z0-9+.-]*://)")
+"""A store URL (s3://, gs://, ...) or litdata's `local:/path` (a folder read through the cache, as a
+remote one: a network file system)."""
+CACHE_ENV = "CINEMATIC_SHARD_CACHE"
+"""Where remote shards are cached: `<it>/<hash of the URL>/` (small files) and `.../chunks/`
+(default ~/.cache/cinematic/shards)."""
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -272,6 +277,8 @@ class ShardSource:
     state: Any
     chunks: list[dict[str, Any]]
     bad: list[BadShard] = field(default_factory=list)
+    chunk_cache: str | None = None
+    """Where litdata keeps downloaded chunks of a remote source (None: a local folder, read in place)."""
     _dataset: Any = None
     _memo: tuple[int, dict[str, Any]] | None = None
     _pid: int = 0
@@ -283,7 +290,9 @@ class ShardSource:
         remote = is_url(location)
         if remote:
             local = _download_small_files(location, cache_dir)
+            chunk_cache: str | None = str(local / "chunks")
         else:
+            chunk_cache = None
             local = Path(location)
             if not local.is_dir():
                 raise UserError(f"shard folder not found: {location}")
@@ -311,7 +320,7 @@ class ShardSource:
             raise UserError(
                 f"{location}: {STATE_FILE} cannot be read ({exc}); write the shards again"
             ) from exc
-        source = cls(location, manifest, state, index["chunks"])
+        source = cls(location, manifest, state, index["chunks"], chunk_cache=chunk_cache)
         if not remote:
             source._check_chunks(local, skip_bad)
         return source
@@ -373,7 +382,8 @@ class ShardSource:
         if self._dataset is None or self._pid != os.getpid():  # a forked loader worker opens its own
             from litdata import StreamingDataset
 
-            self._dataset, self._pid = StreamingDataset(self.location), os.getpid()
+            self._dataset = StreamingDataset(self.location, cache_dir=self.chunk_cache)
+            self._pid = os.getpid()
         record = decode_record(self._dataset[index]["record"])
         self._memo = (index, record)
         return record
@@ -387,10 +397,8 @@ def _download_small_files(url: str, cache_dir: str | None) -> Path:
     (litdata's downloader for the URL's store)."""
     from litdata.streaming.downloader import get_downloader
 
-    local = (
-        Path(cache_dir or Path.home() / ".cache" / "cinematic" / "shards")
-        / hashlib.sha1(url.encode()).hexdigest()[:16]
-    )
+    root = cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cinematic" / "shards"
+    local = Path(root) / hashlib.sha1(url.encode()).hexdigest()[:16]
     local.mkdir(parents=True, exist_ok=True)
     downloader = get_downloader(url, str(local), [])
     for name in (MANIFEST, INDEX, STATE_FILE):
