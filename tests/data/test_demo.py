@@ -53,7 +53,7 @@ def test_another_seed_changes_notes_voices_and_lyrics():
 
 def test_every_wav_is_readable_at_its_rate_and_neither_silent_nor_clipped(demo_data):
     wavs = sorted(demo_data.rglob("*.wav"))
-    assert len(wavs) == 12 + 4 * 12
+    assert len(wavs) == 12 + 4 * 12 + 4 * 10  # music, voice, singing
     for path in wavs:
         info = sf.info(str(path))
         music = path.parent.name == "music"

@@ -623,8 +623,13 @@ def demo_command(args: argparse.Namespace) -> int:
     print(
         f"wrote {summary['out_dir']}: music/ {summary['music']} MIDI pieces with WAV renderings and labels; "
         f"voice/ {summary['speakers']} speakers × {summary['utterances'] // summary['speakers']} utterances; "
-        f"lyrics/ {songs} songs ({', '.join(f'{k} {v}' for k, v in summary['songs'].items())}); "
-        f"singing/ {summary['singers']} singers × {summary['sung_songs'] // summary['singers']} songs "
+        f"lyrics/ {songs} songs ({', '.join(f'{k} {v}' for k, v in summary['songs'].items())})"
+        + (
+            f"; singing/ {summary['singers']} singers × {summary['sung_songs'] // summary['singers']} songs"
+            if summary.get("singers")
+            else ""
+        )
+        + " "
         f"in {summary['seconds']:.1f} s"
     )
     return 0

@@ -1,8 +1,8 @@
 """The demo singers of `cinematic data demo`: `OUT_DIR/singing/<singer>/<song>.wav + <song>.json`.
 
-Four singers (two English, two Spanish) × 10 short songs (3–5 s): each song is a lyric line, split by hand
-into syllables, set to a melody written for it (one note per syllable, a slurred second note on one
-syllable, a long last note), and sung like this:
+Four singers (two English, two Spanish) × 10 short songs (3–6.5 s, 4.6 s on average): each song is a
+lyric line, split by hand into syllables, set to a melody written for it (one note per syllable, a
+slurred second note on one syllable, a long last note), and sung like this:
 
 1. espeak-ng speaks the syllables, one per word, with pauses between them (one call per song, SSML
    breaks); the pauses cut the recording into one clip per syllable (a syllable spoken alone when the cut

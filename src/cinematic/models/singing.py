@@ -1,8 +1,8 @@
 """XiaoiceSing (Lu et al. 2020, arXiv:2006.06261): a FastSpeech 2 that sings notes.
 
-phonemes (+ per phoneme: note pitch, note length, slur flag; + language) → FFT-block encoder → + singer vector
-→ duration predictor (phonemes fill their note) → length regulator → F0 = smoothed note pitch + predicted
-residual, V/UV → pitch fed back → FFT-block decoder with singer-conditional layer norms → mel.
+phonemes (+ per phoneme: note pitch, note length, slur flag; + language) → FFT-block encoder → + singer
+vector → duration predictor (phonemes fill their note) → length regulator → F0 = smoothed note pitch +
+predicted residual, V/UV → pitch fed back → FFT-block decoder with singer-conditional layer norms → mel.
 
 What is XiaoiceSing's and what is not:
 - §2.2: the encoder input adds note pitch, note duration and slur embeddings to each phoneme's embedding.

@@ -7,9 +7,9 @@ longer than `singing_model.max_song_seconds` are cut at rests. Features (log-mel
 settings, Praat F0, d-vector) are cached under `<work_dir>/cache/features/`.
 
 State stored in the checkpoint (`export_state`): the `XiaoiceSingConfig` ("model_config") and mel front end
-("mel_config") inference builds the model from, the phoneme table, front end, singers (names → table rows),
-each singer's mean d-vector and range ("singer_ranges": lowest and highest MIDI note sung), languages, and the vocoder the quickstart
-recorded. Inference is `cinematic.generation.singing.SingingSynthesizer`.
+("mel_config") inference builds the model from, the phoneme table, front end, singers (names → table
+rows), each singer's mean d-vector and range ("singer_ranges": lowest and highest MIDI note sung),
+languages, and the vocoder the quickstart recorded. Inference is `cinematic.generation.singing.SingingSynthesizer`.
 
 Validation: mel L1 and the losses (teacher-forced), and what a listener hears: pitch accuracy (share of
 voiced frames whose predicted F0 is within ±0.5 semitone of the sung one), F0 RMSE in cents, V/UV error,
@@ -381,7 +381,7 @@ def vowel_ids(state: dict[str, Any]) -> set[int]:
 # ---------------------------------------------------------------------------------------------- quickstart
 
 QUICKSTART_STEPS = 300
-QUICKSTART_BATCH = 8
+QUICKSTART_BATCH = 4
 
 
 def tiny_config(work_dir: str | Path, steps: int = QUICKSTART_STEPS) -> Config:
