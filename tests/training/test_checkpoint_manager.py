@@ -43,6 +43,8 @@ COMMON = {
     "rng": [RNG],
     "nan_skips": {"consecutive": "int", "total": "int"},
     "best": {"value": "float", "bad_validations": "int"},
+    # added with streaming shards (issue 18): checkpoints without it keep loading (DataPosition)
+    "data_position": {"world_size": "int", "batch_size": "int", "carry": "NoneType"},
 }
 # What the trainer wrote before it was split into stateful parts (torch's own scheduler and scaler
 # keys are checked separately: they belong to torch's version, not to this format).
