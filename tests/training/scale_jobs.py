@@ -16,6 +16,7 @@ which continues from step 4 and must end bitwise equal to "straight".
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import os
 import shutil
@@ -103,6 +104,7 @@ def run_job() -> Path:
     from cinematic.configs import load_config
 
     root = Path(tempfile.mkdtemp(prefix="scale_job_"))
+    atexit.register(shutil.rmtree, root, True)  # removed when the test session ends
     sets = [*toy_overrides(root / "work", **TRAINING), "logging.logger=none"]
     (root / "cfg.yaml").write_text(load_config(None, sets).to_yaml())
     (root / "data").mkdir()
@@ -115,10 +117,6 @@ def run_job() -> Path:
     (root / "log.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return root
-
-
-def cleanup(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
