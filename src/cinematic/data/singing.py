@@ -790,7 +790,9 @@ def split_song(
 # ---------------------------------------------------------------------------------------------- features
 
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
+DVECTOR_SECONDS = 3.0
+"""Seconds of a recording its d-vector is computed from."""
 
 
 @dataclass
@@ -804,7 +806,7 @@ class SungFeatures:
     voiced: np.ndarray
     """(T,) bool."""
     dvector: np.ndarray
-    """(256,) GE2E d-vector (zeros without a speaker encoder)."""
+    """(256,) GE2E d-vector of the whole recording (zeros without a speaker encoder)."""
 
 
 class SungFeatureCache:
@@ -817,6 +819,7 @@ class SungFeatureCache:
 
         self.store = Store(cache_dir / "features") if cache_dir is not None else None
         self.memory: dict[tuple[Path, float, float | None], SungFeatures] = {}
+        self.dvectors: dict[Path, np.ndarray] = {}
         self.mel_cfg = mel_cfg
         self.encoder = speaker_encoder
 
@@ -856,19 +859,32 @@ class SungFeatureCache:
         wav, sr = load_audio(piece.audio_path, sample_rate=self.mel_cfg.sample_rate)
         a = int(round(piece.start * sr))
         b = len(wav) if piece.end is None else int(round(piece.end * sr))
-        wav = wav[a:b]
-        problem = clip_problem(wav, sr)
+        problem = clip_problem(wav[a:b], sr)
         if problem is not None:
             raise UnreadableFile(piece.audio_path, problem)
-        try:
-            f = extract_features(wav, self.mel_cfg, self.encoder)
-        except UserError as err:  # too little sound for a d-vector
-            raise UnreadableFile(piece.audio_path, str(err)) from None
+        f = extract_features(wav[a:b], self.mel_cfg, None)
         if f.voiced.any():
             f0 = hz_to_midi(np.exp(f.log_f0)).astype(np.float32)
         else:
             f0 = np.full(len(f.log_f0), 60.0, dtype=np.float32)
-        return SungFeatures(f.mel, f0, f.voiced, f.dvector)
+        return SungFeatures(f.mel, f0, f.voiced, self._dvector(piece.audio_path, wav, sr))
+
+    def _dvector(self, path: Path, wav: np.ndarray, sr: int) -> np.ndarray:
+        """The recording's d-vector, shared by its pieces: from DVECTOR_SECONDS of it, starting at its first
+        sound (the voice is the same throughout; the speaker encoder's cost grows with the length)."""
+        from cinematic.data.skips import UnreadableFile
+
+        if self.encoder is None:
+            return np.zeros(256, np.float32)
+        if path not in self.dvectors:
+            loud = np.flatnonzero(np.abs(wav) > 0.05 * max(float(np.abs(wav).max()), 1e-9))
+            start = int(loud[0]) if len(loud) else 0
+            try:
+                vector = self.encoder.embed(wav[start : start + int(DVECTOR_SECONDS * sr)], sr)
+            except UserError as err:  # too little sound for a d-vector
+                raise UnreadableFile(path, str(err)) from None
+            self.dvectors[path] = np.asarray(vector, dtype=np.float32)
+        return self.dvectors[path]
 
 
 # ---------------------------------------------------------------------------------------------- batches
