@@ -19,6 +19,9 @@
    - `control_accuracy`: for key, mode, tempo and density, the fraction of generated pieces whose
      measured attribute equals the requested one (requests drawn from the values seen in training).
    The wall time and the number of steps done are reported: the machine may be shared.
+4. `measurement_ceiling`: the same measurement on the real pieces' own openings (first 4/6/10/20 s
+   and whole): how often a real chorale's opening measures as its label's mode and as its own key.
+   No generated piece can be expected to score above what the real music scores.
 """
 
 from __future__ import annotations
@@ -254,6 +257,54 @@ def sensitivity_alone(route, pieces, names, opening: int = 256) -> dict:
     return out
 
 
+def measurement_ceiling(corpus_dir: Path, spans=(4.0, 6.0, 10.0, 20.0, None)) -> dict:
+    """How often the REAL pieces' own openings measure as their label's mode (and as the whole piece's
+    key), with the same key finder the generated pieces are measured with: the ceiling of
+    `label_following` and of key control for samples of that length. None: the whole piece."""
+    import symusic
+
+    from cinematic.data.attributes import estimate_key
+
+    def key_of(notes: np.ndarray) -> str | None:
+        if not len(notes):
+            return None
+        weights = np.maximum(notes[:, 1] - notes[:, 0], 1e-3)
+        return estimate_key(np.bincount(notes[:, 2].astype(np.int64) % 12, weights=weights, minlength=12))
+
+    pieces = []
+    for midi in sorted(corpus_dir.glob("*.mid")):
+        label = json.loads(midi.with_suffix(".json").read_text())["emotion"]
+        score = symusic.Score(str(midi)).to("second")
+        rows = [
+            np.stack(
+                [
+                    t.notes.numpy()["time"],
+                    t.notes.numpy()["time"] + t.notes.numpy()["duration"],
+                    t.notes.numpy()["pitch"],
+                ],
+                axis=1,
+            )  # fmt: skip
+            for t in score.tracks
+            if t.note_num()
+        ]
+        pieces.append(("major" if label == "bright" else "minor", np.concatenate(rows).astype(np.float64)))
+    ceiling = {}
+    for span in spans:
+        mode_hits = key_hits = counted = 0
+        for mode, notes in pieces:
+            opening = notes if span is None else notes[notes[:, 0] < span]
+            key = key_of(opening)
+            if key is None:
+                continue
+            counted += 1
+            mode_hits += key.endswith(mode)
+            key_hits += key == key_of(notes)
+        name = "whole_piece" if span is None else f"first_{span:g}_s"
+        ceiling[name] = {"pieces": counted, "mode_matches_label": round(mode_hits / counted, 3),
+                         "key_matches_whole_piece": round(key_hits / counted, 3)}  # fmt: skip
+    return ceiling
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,6 +332,7 @@ def main() -> int:
         "corpus": str(corpus_dir),
         "pieces": args.pieces,
         "export_s": round(time.perf_counter() - start, 1),
+        "measurement_ceiling": measurement_ceiling(corpus_dir),
     }
     if args.export_only:
         print(json.dumps(report))
