@@ -158,7 +158,12 @@ def _train_from_shards(args: argparse.Namespace, family: ModelFamily, cfg: Confi
     task = family.task_instance()
     if not supports(task):
         raise UserError(f"the {family.name} family cannot train from shards yet")
-    if family.recipe is not None:
+    if family.recipe is not None and family.name == "music_audio":
+        log.info(
+            "music audio route from shards: training the transformer; the music vocoder is not trained "
+            "from shards (train it on the data folder, or give one to `cinematic generate music --vocoder`)"
+        )
+    elif family.recipe is not None:
         if family.name != "voice" or getattr(args, "stage", "all") == "vocoder":
             raise UserError(
                 f"{family.name} from shards trains its one model here; shard the vocoder's data with "
@@ -268,8 +273,8 @@ def shard_command(args: argparse.Namespace) -> int:
         task = family.task_instance()
         if not supports(task):
             raise UserError(
-                f"the {family.name} family cannot be written to shards yet (supported: music with MIDI "
-                "files, lyrics, voice, vocoder, singing)"
+                f"the {family.name} family cannot be written to shards yet (supported: music, both routes, "
+                "lyrics, voice, vocoder, singing)"
             )
         out = Path(args.out)
         if out.resolve() == data_dir.resolve():

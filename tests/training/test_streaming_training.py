@@ -29,12 +29,20 @@ FAST = [
     "music_model.max_seq_len=64",
     "--set",
     "data.segment_duration=0.5",
+    "--set",  # the music audio route: a small tokenizer on a coarse mel front end (as tests/tasks does)
+    "music_model.rvq_codebook_size=16",
+    "--set",
+    "music_model.audio.hop_length=1024",
+    "--set",
+    "music_model.audio.n_mels=48",
 ]
 if "singing" in registry.families():
     FAST += ["--set", "singing_model.speaker_encoder=false"]
 NO_VALIDATION = {family: ["--set", "data.val_fraction=0"] for family in ("music", "lyrics", "singing")}
 """Families sharded without validation items: their runs skip validation and sampling (seconds each);
 the vocoder's and voice's runs validate from shards."""
+_KIND = {"music_audio": "music"}
+"""The CLI's family for a test's key: the music audio route is `music` on a folder of audio files."""
 
 
 def _subset(demo: Path, root: Path) -> dict[str, Path]:
@@ -59,7 +67,13 @@ def _subset(demo: Path, root: Path) -> dict[str, Path]:
         for wav in sorted(speaker.glob("*.wav"))[:3]:
             shutil.copy(wav, voice / speaker.name / wav.name)
             shutil.copy(wav.with_suffix(".txt"), voice / speaker.name / (wav.stem + ".txt"))
-    found = {"music": music, "lyrics": lyrics, "voice": voice, "vocoder": voice}
+    music_audio = root / "music_audio"  # audio and no MIDI: `data shard music` picks the audio route
+    music_audio.mkdir(parents=True)
+    for wav in sorted((demo / "music").glob("*.wav"))[:4]:
+        for path in (wav, wav.with_suffix(".json")):
+            if path.is_file():
+                shutil.copy(path, music_audio / path.name)
+    found = {"music": music, "lyrics": lyrics, "voice": voice, "vocoder": voice, "music_audio": music_audio}
     if (demo / "singing").is_dir() and "singing" in registry.families():
         singing = root / "singing"
         for singer in sorted(p for p in (demo / "singing").iterdir() if p.is_dir())[:2]:
@@ -83,8 +97,12 @@ def sharded(demo_data, tmp_path_factory):
     out = {}
     with torch_threads(1):
         for family in data:
-            shards, work = root / "shards" / family, root / "work"
-            args = ["data", "shard", family, str(data[family]), "--out", str(shards), "--work_dir", str(work)]
+            shards, work = (
+                root / "shards" / family,
+                root / ("work_audio" if family == "music_audio" else "work"),
+            )
+            kind = _KIND.get(family, family)
+            args = ["data", "shard", kind, str(data[family]), "--out", str(shards), "--work_dir", str(work)]
             if family == "vocoder":  # clips of ~60 kB in chunks of 150 kB: one can go bad, others stay
                 args += ["--chunk_bytes", str(150_000)]
             assert main([*args, *FAST, *NO_VALIDATION.get(family, [])]) == 0
@@ -115,7 +133,7 @@ def _equal(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("family", ["music", "lyrics", "vocoder"])
+@pytest.mark.parametrize("family", ["music", "music_audio", "lyrics", "vocoder"])
 def test_shard_items_equal_the_data_folders_in_every_epoch(sharded, family, tmp_path):
     """Per-epoch randomness stays at load time: item i of epoch e is bitwise the same from shards."""
     from cinematic import registry
@@ -138,17 +156,35 @@ def test_shard_items_equal_the_data_folders_in_every_epoch(sharded, family, tmp_
         assert all(map(_equal, _items(raw.val_set, 0), _items(streamed.val_set, 0)))
 
 
-@pytest.mark.parametrize("family", ["music", "voice", "singing"])
+@pytest.mark.parametrize("family", ["music", "music_audio", "voice", "singing"])
 def test_every_family_trains_from_shards(sharded, family):
     """(Lyrics trains in the resume test, the vocoder in the bad-shard test.)"""
     if family not in sharded:
         pytest.skip("no singing family or no singing demo data in this version")
     _, shards, work = sharded[family]
-    args = ["train", family, "--data_dir", str(shards), "--work_dir", str(work / "runs"), *FAST]
+    kind = _KIND.get(family, family)
+    args = ["train", kind, "--data_dir", str(shards), "--work_dir", str(work / "runs"), *FAST]
     assert main([*args, "--set", "training.max_steps=2", "--set", "training.batch_size=2"]) == 0
-    name = "voice" if family == "voice" else family
+    name = kind
     checkpoint = torch.load(work / "runs" / name / "checkpoints" / "last.pth", weights_only=True)
     assert checkpoint["step"] == 2 and checkpoint["data_dir"] == str(shards)
+    if family == "music_audio":  # the transformer on the shards' RVQ codes, with their tokenizer
+        state = checkpoint["task_state"]
+        assert state["representation"] == "audio" and state["model_config"]["num_streams"] > 1
+
+
+def test_audio_route_shards_with_another_mel_front_end_are_refused(sharded, tmp_path):
+    from cinematic.errors import UserError
+    from cinematic.tasks.music_audio import AudioMusicTask
+    from cinematic.tasks.sharded import ShardedTask
+    from cinematic.training.task import BuildContext
+
+    _, shards, work = sharded["music_audio"]
+    cfg = _config(work, "music_audio")
+    cfg.music_model.audio = cfg.music_model.audio.model_copy(update={"n_mels": 40})
+    ctx = BuildContext(run_dir=tmp_path, cache_dir=work / "cache", device=torch.device("cpu"))
+    with pytest.raises(UserError, match="another mel front end.*n_mels"):
+        ShardedTask(AudioMusicTask(), str(shards)).build(cfg, shards, ctx)
 
 
 def test_a_run_from_shards_stopped_by_sigterm_inside_an_epoch_resumes_bitwise(sharded, tmp_path):

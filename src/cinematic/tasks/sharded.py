@@ -155,6 +155,93 @@ def _music_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext)
     )
 
 
+# ---------------------------------------------------------------------------- music, audio route
+
+
+def _music_audio_export(task: Any, built: Built) -> ShardExport:
+    """Whole delayed code sequences (K, T) of each training clip with its condition ids (crops are drawn
+    per epoch at load time), the validation segments as they are; the fitted tokenizer is in the state."""
+    ds = built.train_set
+    counts = np.bincount(ds.owner, minlength=len(ds.sequences))
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    weights = (
+        [float(built.sample_weights[int(i)]) for i in first] if built.sample_weights is not None else None
+    )
+    n_val = len(built.val_set) if built.val_set is not None else 0
+    train = Lazy(len(ds.sequences), lambda p: {"tokens": ds.sequences[p], "conditions": ds.conditions[p]})
+    meta = {"length": _per_record([int(s.shape[1]) for s in ds.sequences], n_val)}
+    if weights is not None:
+        meta["weight"] = _per_record(weights, n_val)
+    extra = {"sample_seconds": float(task.sample_seconds)}
+    return ShardExport(train, _whole(built.val_set), meta, extra)
+
+
+def _music_audio_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext) -> Built:
+    from cinematic.data.tokenizers.delay import StreamVocab
+    from cinematic.data.tokenizers.mel_rvq import MelRVQ
+    from cinematic.models.music_transformer import MusicTransformer
+    from cinematic.tasks.music import model_config
+    from cinematic.tasks.music_audio import MODEL, AudioCropDataset, make_collate
+
+    state, section = source.state, cfg.music_model
+    if state.get("representation") != "audio":
+        raise UserError(
+            f"{source.location} holds symbolic (MIDI) music shards, not audio-route ones; train them with "
+            "`cinematic train music --data_dir` on those shards without music_model.representation=audio"
+        )
+    task.rvq = rvq = MelRVQ.from_state(state["tokenizer"])
+    if rvq.mel_cfg != section.audio:
+        raise UserError(
+            f"{source.location}: the shards' audio tokens were made with another mel front end than this "
+            "config's music_model.audio: "
+            + "; ".join(rvq.mel_cfg.differences(section.audio))
+            + "; train with the config the shards were written with, or write them again"
+        )
+    restored = ctx.restored_state or {}
+    if (
+        "tokenizer" in restored
+        and MelRVQ.from_state(restored["tokenizer"]).fingerprint() != rvq.fingerprint()
+    ):
+        raise UserError(
+            f"the checkpoint being resumed has another audio tokenizer than the shards {source.location} "
+            "(their items are encoded with the shards' own): resume on the shards it was trained on"
+        )
+    _same_state(source, ctx, ("labels",))
+    task.vocab = StreamVocab(rvq.codebook_size)
+    task.labels = {k: list(v) for k, v in state["labels"].items()}
+    task.sample_labels = dict(state.get("sample_labels") or {})
+    task.vocoder = restored.get("vocoder", state.get("vocoder"))
+    task.seed = cfg.training_for("music").seed
+    task.model_cfg = model_config(section, task.vocab.size, task.labels, num_streams=rvq.num_codebooks)
+    task.sample_seconds = min(2.0, (section.max_seq_len - rvq.num_codebooks) / rvq.frames_per_second)
+    task.evaluator = None  # needs the clips' codes and labels beyond the shards' (from the data folder)
+    if section.eval_samples > 0:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "music_model.eval_samples is ignored when training the audio route from shards "
+            "(the training-time evaluation runs from the data folder)"
+        )
+    ids = source.train_ids
+    train = AudioCropDataset([], [], section.max_seq_len, task.seed)
+    train.sequences = Records(source, ids, lambda r: r["tokens"])  # type: ignore[assignment]
+    train.conditions = Records(source, ids, lambda r: r["conditions"])  # type: ignore[assignment]
+    counts = [max(1, math.ceil((n - 1) / train.seq_len)) for n in source.meta("length", ids)]
+    train.owner = np.repeat(np.arange(len(ids)), counts)
+    weights = None
+    if "weight" in source.manifest["meta"]:
+        per_piece = source.meta("weight", ids)
+        weights = [float(per_piece[o]) for o in train.owner]
+    return Built(
+        models={MODEL: MusicTransformer(task.model_cfg)},
+        train_set=train,
+        val_set=_val_set(source),
+        collate_fn=make_collate(task.vocab),
+        sample_weights=weights,
+        throughput_unit="tokens",
+    )
+
+
 # ------------------------------------------------------------------------------------------ lyrics
 
 
@@ -419,16 +506,32 @@ ADAPTERS: dict[str, tuple[Callable[..., ShardExport], Callable[..., Built]]] = {
 }
 
 
+AUDIO_ROUTE = "music_audio"
+"""The key of the music audio route's adapter: its task is named "music" like the symbolic route's."""
+ADAPTERS[AUDIO_ROUTE] = (_music_audio_export, _music_audio_build)
+
+
+def _adapter_key(task: Any) -> str:
+    """The task's name, or `AUDIO_ROUTE` for the music audio route's task (`AudioMusicTask`)."""
+    if task.name == "music":
+        from cinematic.tasks.music_audio import AudioMusicTask
+
+        if isinstance(task, AudioMusicTask):
+            return AUDIO_ROUTE
+    return task.name
+
+
 def supports(task: Any) -> bool:
-    return task.name in ADAPTERS or hasattr(task, "build_from_shards")
+    return hasattr(task, "build_from_shards") or _adapter_key(task) in ADAPTERS
 
 
 def export_records(task: Any, built: Built) -> ShardExport:
     if hasattr(task, "shard_export"):
         return task.shard_export(built)
-    if task.name not in ADAPTERS:
+    key = _adapter_key(task)
+    if key not in ADAPTERS:
         raise UserError(f"the {task.name} family cannot be written to shards (no shard adapter)")
-    return ADAPTERS[task.name][0](task, built)
+    return ADAPTERS[key][0](task, built)
 
 
 class ShardedTask:
@@ -457,4 +560,4 @@ class ShardedTask:
             raise UserError(f"{self.location}: no training items left in the shards")
         if hasattr(self.task, "build_from_shards"):
             return self.task.build_from_shards(cfg, source, ctx)
-        return ADAPTERS[self.task.name][1](self.task, cfg, source, ctx)
+        return ADAPTERS[_adapter_key(self.task)][1](self.task, cfg, source, ctx)
