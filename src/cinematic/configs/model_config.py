@@ -724,3 +724,13 @@ class LyricsModelConfig(StrictModel):
     def _check_heads(self) -> LyricsModelConfig:
         raise_problems(_heads_problem(self.embed_dim, self.num_heads), "LyricsModelConfig")
         return self
+
+
+def dataclass_from_section(cls: type, section: Any, **given: Any) -> Any:
+    """A model-file dataclass config filled from the config section's fields of the same name, plus
+    `given` (what the section does not hold: table sizes from the data, the mel bins of its audio)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    shared = {name: getattr(section, name) for name in names if name in type(section).model_fields}
+    return cls(**shared, **given)

@@ -26,7 +26,7 @@ import torch
 from pydantic import ValidationError
 
 from cinematic.checkpoint_io import find_companion, inference_weights, read_checkpoint
-from cinematic.configs.model_config import MelConfig, VoiceModelConfig
+from cinematic.configs.model_config import MelConfig, VoiceModelConfig, dataclass_from_section
 from cinematic.data.skips import UnreadableFile
 from cinematic.data.tokenizers.phonemes import SymbolTable, TextFrontEnd, speakable
 from cinematic.data.voice import (
@@ -51,24 +51,8 @@ log = logging.getLogger(__name__)
 
 def fastspeech_config(section: VoiceModelConfig, n_symbols: int, n_languages: int) -> FastSpeech2Config:
     """The model settings of a `voice_model` config section, for a symbol table and language list."""
-    return FastSpeech2Config(
-        n_symbols=n_symbols,
-        n_languages=n_languages,
-        n_mels=section.audio.n_mels,
-        num_speakers=section.num_speakers,
-        embed_dim=section.embed_dim,
-        num_heads=section.num_heads,
-        encoder_num_layers=section.encoder_num_layers,
-        decoder_num_layers=section.decoder_num_layers,
-        conv_filter_size=section.conv_filter_size,
-        conv_kernel_sizes=section.conv_kernel_sizes,
-        dropout=section.dropout,
-        variance_filter_size=section.variance_filter_size,
-        variance_kernel_size=section.variance_kernel_size,
-        variance_dropout=section.variance_dropout,
-        n_bins=section.n_bins,
-        postnet_layers=section.postnet_layers,
-        speaker_encoder=section.speaker_encoder,
+    return dataclass_from_section(
+        FastSpeech2Config, section, n_symbols=n_symbols, n_languages=n_languages, n_mels=section.audio.n_mels
     )
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from cinematic.configs import Config
+from cinematic.configs.model_config import dataclass_from_section
 from cinematic.configs.singing_config import SingingModelConfig
 from cinematic.data.singing import (
     REST,
@@ -65,23 +66,12 @@ def model_config(
     section: SingingModelConfig, n_symbols: int, n_languages: int, mean_log_duration: float
 ) -> XiaoiceSingConfig:
     """The model settings of a `singing_model` section for a phoneme table and language list."""
-    return XiaoiceSingConfig(
+    return dataclass_from_section(
+        XiaoiceSingConfig,
+        section,
         n_symbols=n_symbols,
         n_languages=n_languages,
         n_mels=section.audio.n_mels,
-        num_speakers=section.num_speakers,
-        embed_dim=section.embed_dim,
-        num_heads=section.num_heads,
-        encoder_num_layers=section.encoder_num_layers,
-        decoder_num_layers=section.decoder_num_layers,
-        conv_filter_size=section.conv_filter_size,
-        conv_kernel_sizes=section.conv_kernel_sizes,
-        dropout=section.dropout,
-        variance_filter_size=section.variance_filter_size,
-        variance_kernel_size=section.variance_kernel_size,
-        variance_dropout=section.variance_dropout,
-        postnet_layers=section.postnet_layers,
-        speaker_encoder=section.speaker_encoder,
         mean_log_duration=mean_log_duration,
     )
 
