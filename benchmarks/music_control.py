@@ -218,7 +218,8 @@ def measure(
                 accuracy.setdefault(attribute, {})[name] = hits / samples
         out["control_accuracy"] = accuracy
     # label sensitivity (H2's evaluate music code): openings of the validation-split pieces
-    route = SymbolicRoute(music, 256)
+    window = int((state.get("config") or {}).get("music_model", {}).get("attribute_window") or 0)
+    route = SymbolicRoute(music, 256, window)  # true attributes as the checkpoint's training measured them
     items = discover_music_corpus(corpus_dir).of_kind("midi")
     val_names = set(state["task_state"].get("validation_files") or [])
     chosen = [i for i in items if i.path.name in val_names] or items[-30:]

@@ -416,6 +416,40 @@ def test_crops_carry_the_key_of_their_transposition():
     assert len(seen) > 2
 
 
+def test_a_crop_is_labelled_with_the_key_of_its_own_window_unless_the_json_gave_one():
+    from cinematic.data.attributes import measure_notes_raw
+    from cinematic.tasks.music import attribute_vocabularies
+    from cinematic.utils import item_rng
+
+    first, second = _scale_piece(60), _scale_piece(66)  # C major scales, then F# major ones
+    piece, change = np.concatenate([first, second]), 1 + len(first)  # (+1: the dataset's BOS)
+    raw = measure_notes_raw(TOK.decode_notes(piece))
+    vocab = {"emotion": ["<none>", "happy"], **attribute_vocabularies(["key", "mode"], "midi")}
+
+    def crop_keys(window: int, raw: dict) -> dict[str, set[str]]:
+        """Keys of the crops wholly before / well after the change (no transposition, no openings)."""
+        section = _section(max_seq_len=48, attribute_window=window, transpose_range=0, opening_crop_prob=0)
+        data = MidiCropDataset([piece], [np.array([1, 0, 0])], TOK, section, 3, [(raw, {})], vocab)
+        keys: dict[str, set[str]] = {"before": set(), "after": set()}
+        for epoch in range(10):
+            data.set_epoch(epoch)
+            for index in range(len(data)):
+                start = int(item_rng(3, epoch, index).integers(0, len(data.pieces[0]) - 48))  # as drawn
+                key = vocab["key"][int(data[index]["conditions"][1])]
+                if start + 49 <= change:
+                    keys["before"].add(key)
+                elif start >= change + 16:  # its 16-token window grid starts after the change too
+                    keys["after"].add(key)
+        return keys
+
+    windowed = crop_keys(48, raw)
+    assert windowed == {"before": {"c major"}, "after": {"f# major"}}
+    whole = crop_keys(0, raw)
+    assert len(whole["before"] | whole["after"]) == 1  # one key for the whole piece
+    given = {**raw, "tonic": 2, "mode": "minor", "given": ["mode", "tonic"]}  # the .json said D minor
+    assert crop_keys(48, given) == {"before": {"d minor"}, "after": {"d minor"}}
+
+
 def test_a_folder_without_labels_trains_on_measured_attributes(music_dir, tmp_path):
     folder = tmp_path / "unlabelled"
     folder.mkdir()

@@ -309,10 +309,12 @@ def _onset_tempo(onsets: np.ndarray, velocities: np.ndarray) -> float | None:
     return value if value > 0 else None
 
 
-def measure_notes_raw(notes: np.ndarray, families: np.ndarray | None = None) -> dict[str, Any]:
+def measure_notes_raw(
+    notes: np.ndarray, families: np.ndarray | None = None, tempo: bool = True
+) -> dict[str, Any]:
     """Raw measurements of notes (N, 4) = (onset_s, offset_s, pitch, velocity): tonic (pitch class of
-    the key), mode, bpm, notes_per_second, mean_pitch, polyphony, instruments. Quantities that cannot
-    be measured (no pitched notes, too few onsets) are left out."""
+    the key), mode, bpm (unless `tempo` is False), notes_per_second, mean_pitch, polyphony, instruments.
+    Quantities that cannot be measured (no pitched notes, too few onsets) are left out."""
     raw: dict[str, Any] = {}
     if families is not None and len(families):
         names, counts = np.unique(families[families != "drums"], return_counts=True)
@@ -320,7 +322,7 @@ def measure_notes_raw(notes: np.ndarray, families: np.ndarray | None = None) -> 
         pitched = notes[families != "drums"]
     else:
         pitched = notes
-    if len(notes):
+    if tempo and len(notes):
         tempo = _onset_tempo(np.unique(np.round(notes[:, 0], 2)), _onset_strength(notes))
         if tempo is not None:
             raw["bpm"] = tempo
@@ -361,6 +363,26 @@ def _sounding_time(notes: np.ndarray) -> float:
             total += offset - end
             end = offset
     return max(total, 1e-6)
+
+
+WINDOWED = ("tonic", "mode", "notes_per_second", "mean_pitch", "polyphony")
+"""Raw measurements that a training crop takes from its own stretch of music (`window_raw`); tempo and
+instrumentation stay the whole piece's (a few seconds say little about either)."""
+
+
+def window_raw(piece_raw: Mapping[str, Any], window_score: Any) -> dict[str, Any]:
+    """A piece's raw measurements with key, mode, density, register and polyphony measured on one
+    stretch of it (a symusic Score, e.g. the tokens a training crop starts with decoded), so that a
+    crop's key is the key of what follows its start, not of the whole piece (chorales modulate). What
+    the piece's `.json` gave (`piece_raw["given"]`) still wins; a stretch without notes keeps the
+    piece's values."""
+    notes, families = _score_notes(window_score)
+    measured = measure_notes_raw(notes, families, tempo=False)
+    given = set(piece_raw.get("given", ()))
+    local = {k: v for k, v in measured.items() if k in WINDOWED and k not in given}
+    if ("tonic" in local) != ("mode" in local):  # key and mode come as a pair
+        local.pop("tonic", None), local.pop("mode", None)
+    return {**piece_raw, **local}
 
 
 def attributes_from_raw(raw: Mapping[str, Any]) -> dict[str, str]:

@@ -15,7 +15,9 @@ checkpoint's own tokenizer:
   the other conditions kept at their true values; averaged over the wrong values (at most
   `max_wrong`, a seeded draw) and the pieces that carry c. A model that ignores c scores ≈ 0; one that
   uses it scores > 0. A piece's true values are its labels (corpus or `.json`) and, for the measurable
-  attributes, what `cinematic.data.attributes` measures in the file (a label wins), as in training.
+  attributes, what `cinematic.data.attributes` measures in the file (a label wins), as in training:
+  for a checkpoint trained with `music_model.attribute_window` > 0, key, mode, density, register and
+  polyphony are measured on that many tokens at the piece's opening.
 - `control_accuracy[c]`: `samples` pieces generated per condition, sample i requesting the i-th value
   (cycling) among the values of c that the reference files carry, no other condition given. A
   measurable attribute (key, mode, tempo, density, register, polyphony, instruments; audio: tempo,
@@ -95,17 +97,29 @@ def condition_row(labels: Mapping[str, str], vocab: Mapping[str, Sequence[str]])
 
 
 def true_attributes(
-    path: Path, labels: Mapping[str, Any], names: Iterable[str], kind: str, problems: list[str]
+    path: Path,
+    labels: Mapping[str, Any],
+    names: Iterable[str],
+    kind: str,
+    problems: list[str],
+    opening: Any = None,
 ) -> dict[str, str]:
     """A file's attributes as its training saw them (`tasks.music.measured_pieces`): measured, with
     the values its labels give winning; a given value that is no accepted one is added to `problems`
-    and left to the measurement."""
-    from cinematic.data.attributes import measure_file_cached, piece_attributes, sidecar_attributes
+    and left to the measurement. `opening` (a Score of the piece's first `attribute_window` tokens):
+    key, mode, density, register and polyphony measured there, as a training crop at the opening was."""
+    from cinematic.data.attributes import (
+        measure_file_cached,
+        piece_attributes,
+        sidecar_attributes,
+        window_raw,
+    )
 
     raw = measure_file_cached(path, None, kind)
     overrides, fixed, bad = sidecar_attributes(labels, list(names))
     problems += [f"{path.name}: {b}" for b in bad]
-    return piece_attributes({**raw, **overrides}, fixed)
+    raw = {**raw, **overrides, "given": sorted(overrides)}
+    return piece_attributes(window_raw(raw, opening) if opening is not None else raw, fixed)
 
 
 def completed(generator: Any, conditions: list[int], seed: int) -> list[int]:
@@ -127,10 +141,13 @@ class SymbolicRoute:
     kind = "midi"
     unit = "tokens"
 
-    def __init__(self, generator: Any, seq_len: int) -> None:
+    def __init__(self, generator: Any, seq_len: int, attribute_window: int = 0) -> None:
+        """`attribute_window`: the checkpoint's `music_model.attribute_window` (0 for checkpoints from
+        before it): a piece's true key, mode, density, … are those of its opening's window."""
         from cinematic.data.attributes import SYMBOLIC_ATTRIBUTES
 
         self.generator = generator
+        self.attribute_window = attribute_window
         self.model = generator.model
         self.tokenizer = generator.tokenizer
         self.vocab = generator.labels
@@ -150,7 +167,8 @@ class SymbolicRoute:
         tokens = np.asarray(self.tokenizer.encode(load_score(path)), dtype=np.int64)
         if len(tokens) == 0:
             return None
-        measured = true_attributes(path, labels, self.measurable, "symbolic", self.problems)
+        window = self.tokenizer.decode(tokens[: self.attribute_window]) if self.attribute_window else None
+        measured = true_attributes(path, labels, self.measurable, "symbolic", self.problems, window)
         merged = {**labels, **measured}
         return Piece(tokens, known_labels(merged, self.vocab), self.tokenizer.seconds(tokens), path)
 
@@ -685,12 +703,14 @@ def make_route(checkpoint: Mapping[str, Any], device: str | torch.device = "cpu"
 
     if checkpoint.get("task") != "music":
         raise UserError(f"a {checkpoint.get('task')!r} checkpoint, not a music one")
-    seq_len = int(((checkpoint.get("config") or {}).get("music_model") or {}).get("max_seq_len") or 1024)
+    section = (checkpoint.get("config") or {}).get("music_model") or {}
+    seq_len = int(section.get("max_seq_len") or 1024)
     if is_audio_checkpoint(dict(checkpoint)):
         from cinematic.generation.music_audio import AudioMusicGenerator
 
         return AudioRoute(AudioMusicGenerator.from_checkpoint(dict(checkpoint), device, **kwargs), seq_len)
-    return SymbolicRoute(MusicGenerator.from_checkpoint(dict(checkpoint), device), seq_len)
+    window = int(section.get("attribute_window") or 0)
+    return SymbolicRoute(MusicGenerator.from_checkpoint(dict(checkpoint), device), seq_len, window)
 
 
 def read_pieces(

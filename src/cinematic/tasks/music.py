@@ -19,8 +19,11 @@ Attributes measured from the music (`cinematic.data.attributes`: key, mode, temp
 polyphony, instruments; `music_model.attributes`) are conditions too, after the labels, each with the
 fixed vocabulary [null, accepted values…]. They are measured once per file (cached under
 `<work_dir>/cache/music_attributes/`), a value in the file's `.json` wins, and each training crop gets
-the attributes of what it holds after augmentation: a crop transposed by +2 semitones from C major is
-labelled D major, one stretched by 1.05 has its tempo and density divided by 1.05. Conditions are
+the attributes of what it holds after augmentation: key, mode, density, register and polyphony are
+measured on the `attribute_window` tokens from the crop's start (what the conditions must describe when
+a piece is generated from them), tempo and instrumentation on the whole piece; a crop transposed by +2
+semitones from C major is labelled D major, one stretched by 1.05 has its tempo and density divided by
+1.05. Conditions are
 dropped in training per condition (`condition_dropout` for labels, `attribute_dropout` for attributes)
 and all together with probability `unconditional_prob`, which trains guidance's unconditional branch.
 A fraction `opening_crop_prob` of the crops starts at the piece's opening, as a generated piece does.
@@ -50,6 +53,7 @@ from cinematic.data.attributes import (
     measure_file_cached,
     piece_attributes,
     sidecar_attributes,
+    window_raw,
 )
 from cinematic.data.skips import UnreadableFile
 from cinematic.data.synth import render_audio
@@ -68,6 +72,8 @@ IGNORE_INDEX = -100
 CONDITIONS = ("emotion", "genre", "scene")
 NULL_LABEL = "<none>"
 """Index 0 of every label vocabulary: the unconditional (guidance) label."""
+WINDOW_GRID = 16
+"""Training crops starting within the same 16 tokens share one measured window (`attribute_window`)."""
 SAMPLE_RATE = 44100
 
 
@@ -119,6 +125,8 @@ def measured_pieces(
                 raw = {}
         overrides, fixed, bad = sidecar_attributes(item.labels, names)
         raw = {**raw, **overrides}
+        if overrides:  # what the .json gave wins over a crop's own measurement too (`window_raw`)
+            raw["given"] = sorted(overrides)
         problems += [f"{Path(item.path).name}: {b}" for b in bad]
         out.append((raw, fixed))
     if problems:
@@ -215,6 +223,9 @@ class MidiCropDataset(Dataset):
         self.tempo_augmentation = section.tempo_augmentation
         self.opening_crop_prob = section.opening_crop_prob
         self.attributes = list(attributes) if attributes is not None else None
+        self.attribute_window = section.attribute_window
+        self._windows: dict[tuple[int, int], dict[str, Any]] = {}
+        """(piece, start // WINDOW_GRID) → the crop's raw measurements (`window_raw`), made once."""
         self.slots = [
             (i, name, list(values))
             for i, (name, values) in enumerate((vocab or {}).items())
@@ -258,7 +269,10 @@ class MidiCropDataset(Dataset):
         conditions = self.conditions[piece_index]
         if self.slots and self.attributes is not None:
             conditions = conditions.copy()
-            values = piece_attributes(*self.attributes[piece_index], semitones, factor)
+            raw, fixed = self.attributes[piece_index]
+            if self.attribute_window:
+                raw = self._window_raw(piece_index, raw, start)
+            values = piece_attributes(raw, fixed, semitones, factor)
             for slot, name, known in self.slots:
                 value = values.get(name)
                 conditions[slot] = known.index(value) if value in known else 0
@@ -266,6 +280,16 @@ class MidiCropDataset(Dataset):
             "tokens": torch.from_numpy(np.ascontiguousarray(tokens)),
             "conditions": torch.from_numpy(conditions),
         }
+
+    def _window_raw(self, piece_index: int, raw: Mapping[str, Any], start: int) -> dict[str, Any]:
+        """The piece's measurements with the musical ones taken from `attribute_window` tokens at
+        `start` (rounded down to the grid, so each stretch is decoded and measured once per worker)."""
+        key = (piece_index, start // WINDOW_GRID)
+        if key not in self._windows:
+            begin = key[1] * WINDOW_GRID
+            tokens = self.pieces[piece_index][begin : begin + self.attribute_window]
+            self._windows[key] = window_raw(raw, self.tokenizer.decode(tokens))
+        return self._windows[key]
 
 
 class MidiSegmentDataset(Dataset):
