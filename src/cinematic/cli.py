@@ -150,7 +150,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("data_dir")
     rep.add_argument("--out", required=True, help="report.html")
     _common(rep)
-    rep.set_defaults(handler="cinematic.data.balance:report_command")
+    rep.set_defaults(handler="cinematic.data.report:report_command")
 
     aug = what.add_parser("augment", help="write N augmented variations of one audio file")
     aug.add_argument("input")

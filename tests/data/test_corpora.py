@@ -171,3 +171,21 @@ def test_bad_corpus_input_is_a_user_error_naming_the_file(tmp_path):
     (emopia / "split" / "train_clip.csv").write_text("name\nQ1_a_0.mid\n")
     with pytest.raises(UserError, match=r"train_clip.csv: missing column\(s\) clip_name"):
         discover_music_corpus(emopia)
+
+
+def test_the_data_report_reads_music_in_its_corpus_layout(tmp_path):
+    """`cinematic data report` counts EMOPIA's emotions (from the file names) and its split, which the
+    seed-layout reader would not see."""
+    from cinematic.data.report import collect_records
+
+    root = tmp_path / "data" / "music"
+    for clip in ("Q1_a_0", "Q1_b_0", "Q3_c_1"):
+        _midi(root / "midis" / f"{clip}.mid")
+    (root / "split").mkdir()
+    (root / "split" / "train_clip.csv").write_text(",clip_name\n0,Q1_a_0.mid\n1,Q3_c_1.mid\n")
+    (root / "split" / "val_clip.csv").write_text(",clip_name\n0,Q1_b_0.mid\n")
+    records = collect_records(tmp_path / "data")["music"]
+    assert sorted(r["emotion"] for r in records) == sorted(
+        [EMOPIA_EMOTIONS["Q1"], EMOPIA_EMOTIONS["Q1"], EMOPIA_EMOTIONS["Q3"]]
+    )
+    assert sorted(r["split"] for r in records) == ["train", "train", "validation"]

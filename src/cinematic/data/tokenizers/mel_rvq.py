@@ -381,10 +381,10 @@ def _no_bar(progress: bool | None) -> bool:
 
 
 def list_audio_files(data_dir: str | Path) -> list[Path]:
-    """Audio files of a music folder (recursively, sorted), as the data pipeline reads it."""
-    from cinematic.data.dataset import read_music_dir
+    """Audio files of a music folder (sorted), in its corpus layout, as the data pipeline reads it."""
+    from cinematic.data.corpora import discover_music_corpus
 
-    return [item.path for item in read_music_dir(data_dir) if item.kind == "audio"]
+    return [item.path for item in discover_music_corpus(data_dir).of_kind("audio")]
 
 
 def load_mono(path: Path, sample_rate: int) -> np.ndarray:
