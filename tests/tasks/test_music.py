@@ -521,3 +521,18 @@ def test_old_checkpoints_have_no_attributes_and_say_so():
     assert len(music.generate_tokens(length=8, seed=0)) <= 8
     with pytest.raises(UserError, match="not conditioned on key .*emotion, genre, scene"):
         music.generate(key="d minor", length=4)
+
+
+def test_only_rank_zero_computes_the_eval_figures_except_under_fsdp(tmp_path):
+    """The trainer broadcasts rank 0's validation metrics, so the other ranks' generation for
+    `eval_samples` would be thrown away; under FSDP every rank must run the forward."""
+    from cinematic.configs import load_config
+    from cinematic.tasks.music import evaluates_here
+
+    cfg = load_config("tiny")
+    ranks = [
+        BuildContext(run_dir=tmp_path, cache_dir=tmp_path, device=torch.device("cpu"), rank=r) for r in (0, 1)
+    ]
+    assert [evaluates_here(cfg, ctx) for ctx in ranks] == [True, False]
+    cfg.training.strategy = "fsdp"
+    assert [evaluates_here(cfg, ctx) for ctx in ranks] == [True, True]

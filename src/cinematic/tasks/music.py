@@ -106,6 +106,12 @@ def attribute_vocabularies(names: Sequence[str], route: str) -> dict[str, list[s
     return {name: [NULL_LABEL, *available[name]] for name in names}
 
 
+def evaluates_here(cfg: Config, ctx: BuildContext) -> bool:
+    """Whether this rank computes the `eval_samples` figures: rank 0 alone (the trainer broadcasts rank
+    0's validation metrics), every rank under FSDP (whose forward is a collective)."""
+    return ctx.is_main_process or cfg.training_for("music").strategy == "fsdp"
+
+
 def measured_pieces(
     items: Sequence[Any], names: Sequence[str], cache_dir: Path | None, kind: str
 ) -> list[tuple[dict[str, Any], dict[str, str]]]:
@@ -418,7 +424,7 @@ class MusicTask:
         self.validation_files = [items[i].path.name for i in val_idx]
         self.sample_length = min(512, section.max_seq_len)
         self.evaluator = None
-        if section.eval_samples > 0 and val_idx:  # `evaluate music`'s figures at each validation
+        if section.eval_samples > 0 and val_idx and evaluates_here(cfg, ctx):  # `evaluate music`'s figures
             from cinematic.generation.music_eval import TrainingEvaluator
 
             self.evaluator = TrainingEvaluator.build(

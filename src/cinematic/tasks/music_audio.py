@@ -58,6 +58,7 @@ from cinematic.tasks.music import (
     attribute_vocabularies,
     condition_ids,
     crop_sample_weights,
+    evaluates_here,
     label_vocabularies,
     measured_pieces,
     model_config,
@@ -286,7 +287,7 @@ class AudioMusicTask:
             2.0, (section.max_seq_len - self.rvq.num_codebooks) / self.rvq.frames_per_second
         )
         self.evaluator = None
-        if section.eval_samples > 0 and val_idx:  # `evaluate music`'s figures at each validation
+        if section.eval_samples > 0 and val_idx and evaluates_here(cfg, ctx):  # `evaluate music`'s figures
             from cinematic.generation.music_eval import TrainingEvaluator
 
             fps = self.rvq.frames_per_second
