@@ -28,7 +28,7 @@ def test_lazy_eos_checks_give_the_same_piece_as_stopping_at_the_first_eos():
 
 
 def test_attributes_left_out_are_completed_from_a_matching_training_piece():
-    from cinematic.generation.music import complete_conditions
+    from cinematic.generation.sampling import complete_conditions
 
     vocab = {
         "emotion": ["<none>", "a", "b"],

@@ -221,3 +221,28 @@ def test_a_given_vocoder_with_another_mel_front_end_is_refused_before_training(a
     with pytest.raises(UserError, match="n_mels"):
         train_audio_recipe(cfg, audio_run["data"], args=vocoder)
     assert not (audio_run["root"] / "never_written" / "music").exists()
+
+
+def test_audio_route_completes_a_request_from_a_matching_training_clip(audio_run, monkeypatch):
+    """The checkpoint records the training clips' condition combinations; `emotion=sad` is completed
+    with the tempo/loudness/brightness of a sad clip (unless `fill_attributes=False`), as on the
+    symbolic route."""
+    import cinematic
+    from cinematic.generation import music_audio
+
+    music = cinematic.load(audio_run["result"]["music"].last_checkpoint)
+    sets = music.attribute_sets
+    assert sets["rows"] and set(sets["values"]) <= {"tempo", "loudness", "brightness"}
+    names = list(music.labels)
+    slots = [c for c, name in enumerate(names) if name in ("tempo", "loudness", "brightness")]
+    sad = music.labels["emotion"].index("sad")
+    allowed = {tuple(row[c] for c in slots) for row in sets["rows"] if row[names.index("emotion")] == sad}
+    seen = []
+    monkeypatch.setattr(
+        music_audio, "generate_codes", lambda model, conditions, *a, **k: seen.append(conditions)
+    )
+    music.generate_codes(emotion="sad", duration=0.5, seed=1)
+    music.generate_codes(emotion="sad", duration=0.5, seed=1, fill_attributes=False)
+    assert tuple(seen[0][c] for c in slots) in allowed  # the attributes of a sad training clip
+    assert [seen[1][c] for c in slots] == [0] * len(slots)  # nothing filled: emotion alone
+    assert seen[0][names.index("emotion")] == seen[1][names.index("emotion")] == sad

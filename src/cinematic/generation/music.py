@@ -32,6 +32,7 @@ from cinematic.checkpoint_io import inference_weights, read_checkpoint
 from cinematic.data.attributes import attribute_kwargs, resolve_labels
 from cinematic.errors import UserError
 from cinematic.generation.sampling import (
+    complete_conditions,
     condition_ids,
     guidance_rows,
     guided_logits,
@@ -239,28 +240,6 @@ class MusicGenerator:
         return np.asarray(self.tokenizer.encode(primer), dtype=np.int64)
 
 
-def complete_conditions(
-    ids: Sequence[int], vocab: Mapping[str, Sequence[str]], sets: Mapping[str, Any], seed: int
-) -> list[int]:
-    """Null attribute slots of `ids` filled from a recorded combination that matches every non-null
-    id (drawn in proportion to its pieces); labels are never filled. Unchanged when nothing is given,
-    nothing is recorded, or nothing matches."""
-    from cinematic.data.attributes import ALL_ATTRIBUTES
-
-    ids = [int(i) for i in ids]
-    rows = np.asarray(sets.get("rows") or [], dtype=np.int64)
-    if not any(ids) or rows.ndim != 2 or rows.shape[1] != len(ids) + 1:
-        return ids
-    given = [c for c, i in enumerate(ids) if i]
-    match = rows[(rows[:, given] == np.asarray([ids[c] for c in given])).all(axis=1)]
-    if not len(match):
-        return ids
-    weights = match[:, -1] / match[:, -1].sum()
-    row = match[np.random.default_rng(seed).choice(len(match), p=weights)]
-    names = list(vocab)
-    return [int(row[c]) if i == 0 and names[c] in ALL_ATTRIBUTES else i for c, i in enumerate(ids)]
-
-
 def is_audio_checkpoint(checkpoint: dict[str, Any]) -> bool:
     """A music checkpoint of the audio route (it records its route in task_state)."""
     return (checkpoint.get("task_state") or {}).get("representation") == "audio"
@@ -295,7 +274,11 @@ def generate_command(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: write a .mid or a .wav file")
     generator = MusicGenerator.from_checkpoint(checkpoint, device=getattr(args, "device", "cpu"))
     score = generator.generate(
-        length=args.length, primer=args.primer, **sampling_kwargs(args), **attribute_kwargs(args)
+        length=args.length,
+        primer=args.primer,
+        fill_attributes=not getattr(args, "no_fill", False),
+        **sampling_kwargs(args),
+        **attribute_kwargs(args),
     )
     write_output(generator, score, out)
     print(f"wrote {out} ({score.note_num()} notes, {score.to('second').end():.1f} s)")

@@ -31,6 +31,7 @@ from cinematic.data.audio import limit_peak
 from cinematic.data.tokenizers.delay import StreamVocab, deinterleave
 from cinematic.errors import UserError
 from cinematic.generation.sampling import (
+    complete_conditions,
     condition_ids,
     guidance_rows,
     guided_logits,
@@ -148,10 +149,13 @@ class AudioMusicGenerator:
         checkpoint_path: str | Path | None = None,
         device: str | torch.device = "cpu",
         recorded_vocoder: Any = None,
+        attribute_sets: Mapping[str, Any] | None = None,
     ) -> None:
         """`vocoder`: a loaded vocoder, a vocoder checkpoint (path or dict), or None for
         `recorded_vocoder`, what the checkpoint records (a file reference, an older checkpoint's
-        absolute path, or in an exported model the vocoder's checkpoint itself)."""
+        absolute path, or in an exported model the vocoder's checkpoint itself). `attribute_sets`: the
+        training clips' condition combinations (`tasks.music.attribute_sets`), if recorded."""
+        self.attribute_sets = dict(attribute_sets or {})
         self.model = model
         self.tokenizer = tokenizer
         self.labels = {name: list(values) for name, values in labels.items()}
@@ -186,6 +190,7 @@ class AudioMusicGenerator:
             checkpoint_path=kwargs.get("checkpoint_path"),
             device=device,
             recorded_vocoder=state.get("vocoder"),
+            attribute_sets=state.get("attribute_sets"),
         )
 
     @property
@@ -225,12 +230,17 @@ class AudioMusicGenerator:
         guidance: float = 1.0,
         seed: int = 0,
         progress: bool = False,
+        fill_attributes: bool = True,
         **attributes: str | float | None,
     ) -> torch.Tensor:
         """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate));
-        `attributes`: measured-attribute conditions, e.g. tempo=120, loudness="loud"."""
+        `attributes`: measured-attribute conditions, e.g. tempo=120, loudness="loud".
+        `fill_attributes`: attributes left out are completed from a training clip that matches every
+        condition given (drawn with `seed`), as on the symbolic route."""
         vocab = StreamVocab(self.tokenizer.codebook_size)
         conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene, **attributes)
+        if fill_attributes:
+            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed)
         return generate_codes(
             self.model,
             conditions,
@@ -316,7 +326,10 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     start = time.perf_counter()
     from cinematic.data.attributes import attribute_kwargs
 
-    mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args), **attribute_kwargs(args))
+    fill = not getattr(args, "no_fill", False)
+    mel = music.generate_mel(
+        duration=args.duration, fill_attributes=fill, **sampling_kwargs(args), **attribute_kwargs(args)
+    )
     wav = music.vocode(mel)
     seconds = len(wav) / music.sample_rate
     save_audio(out, wav, music.sample_rate)

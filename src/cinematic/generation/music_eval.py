@@ -124,9 +124,9 @@ def true_attributes(
 
 def completed(generator: Any, conditions: list[int], seed: int) -> list[int]:
     """The null attribute slots filled as `generate music` fills them (from a training piece that
-    matches the request: `generation.music.complete_conditions`), when the checkpoint recorded the
+    matches the request: `generation.sampling.complete_conditions`), when the checkpoint recorded the
     training pieces' combinations."""
-    from cinematic.generation.music import complete_conditions
+    from cinematic.generation.sampling import complete_conditions
 
     sets = getattr(generator, "attribute_sets", None)
     return complete_conditions(conditions, generator.labels, sets, seed) if sets else list(conditions)

@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from cinematic.errors import UserError
@@ -93,6 +94,28 @@ def condition_ids(vocab: Mapping[str, Sequence[str]], **labels: str | None) -> l
             known = ", ".join(values[1:]) or "(none: the training data had no such labels)"
             raise UserError(f"unknown {name} {value!r}; this checkpoint knows: {known}")
     return ids
+
+
+def complete_conditions(
+    ids: Sequence[int], vocab: Mapping[str, Sequence[str]], sets: Mapping[str, Any], seed: int
+) -> list[int]:
+    """Null attribute slots of `ids` filled from a recorded combination that matches every non-null
+    id (drawn in proportion to its pieces); labels are never filled. Unchanged when nothing is given,
+    nothing is recorded, or nothing matches."""
+    from cinematic.data.attributes import ALL_ATTRIBUTES
+
+    ids = [int(i) for i in ids]
+    rows = np.asarray(sets.get("rows") or [], dtype=np.int64)
+    if not any(ids) or rows.ndim != 2 or rows.shape[1] != len(ids) + 1:
+        return ids
+    given = [c for c, i in enumerate(ids) if i]
+    match = rows[(rows[:, given] == np.asarray([ids[c] for c in given])).all(axis=1)]
+    if not len(match):
+        return ids
+    weights = match[:, -1] / match[:, -1].sum()
+    row = match[np.random.default_rng(seed).choice(len(match), p=weights)]
+    names = list(vocab)
+    return [int(row[c]) if i == 0 and names[c] in ALL_ATTRIBUTES else i for c, i in enumerate(ids)]
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:

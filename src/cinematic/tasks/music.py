@@ -727,6 +727,11 @@ def add_attribute_flags(parser: Any) -> None:
     all_names = {**SYMBOLIC_ATTRIBUTES, **AUDIO_ATTRIBUTES}
     for name, values in all_names.items():
         parser.add_argument(f"--{name}", help=helps.get(name, "/".join(values)))
+    parser.add_argument(
+        "--no_fill", "--no-fill", action="store_true",
+        help="condition on the given values alone (default: complete the other attributes from a training "
+        "piece that matches them)",
+    )  # fmt: skip
 
 
 def add_commands(groups: CommandGroups) -> None:

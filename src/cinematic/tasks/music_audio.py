@@ -55,6 +55,7 @@ from cinematic.tasks.music import (
     NULL_LABEL,
     active_conditions,
     attribute_names,
+    attribute_sets,
     attribute_vocabularies,
     condition_ids,
     crop_sample_weights,
@@ -213,6 +214,7 @@ class AudioMusicTask:
         self.labels: dict[str, list[str]] = {}
         self.model_cfg: Any = None
         self.sample_labels: dict[str, str] = {}
+        self.attribute_sets: dict[str, Any] = {}
         self.sample_seconds = 2.0
         self.evaluator: Any = None
         """`music_eval.TrainingEvaluator` when `music_model.eval_samples` > 0."""
@@ -282,6 +284,7 @@ class AudioMusicTask:
         )
         weights = crop_sample_weights(cfg, [pieces[i].labels for i in train_idx], train_set.owner)
         self._pick_sample_labels([pieces[i].labels for i in train_idx])
+        self.attribute_sets = attribute_sets(pick(conditions, train_idx), self.labels)
         # short: the trainer samples at every validation, and Griffin-Lim at 44.1 kHz is not free
         self.sample_seconds = min(
             2.0, (section.max_seq_len - self.rvq.num_codebooks) / self.rvq.frames_per_second
@@ -449,6 +452,7 @@ class AudioMusicTask:
             "labels": {k: list(v) for k, v in self.labels.items()},
             "model_config": model_cfg,
             "sample_labels": dict(self.sample_labels),
+            "attribute_sets": self.attribute_sets,
             "vocoder": self.vocoder,
         }
 

@@ -130,6 +130,7 @@ def _music_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext)
     task.model_cfg = model_config(section, task.tokenizer.vocab_size, task.labels)
     task.seed = cfg.training_for("music").seed
     task.sample_labels = dict(state.get("sample_labels") or {})
+    task.attribute_sets = dict(state.get("attribute_sets") or {})  # what generation completes a request from
     task.sample_length = min(512, section.max_seq_len)
     ids = source.train_ids
     with_attributes = bool(ids) and "attributes" in source.record(ids[0])
@@ -210,6 +211,7 @@ def _music_audio_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildCo
     task.vocab = StreamVocab(rvq.codebook_size)
     task.labels = {k: list(v) for k, v in state["labels"].items()}
     task.sample_labels = dict(state.get("sample_labels") or {})
+    task.attribute_sets = dict(state.get("attribute_sets") or {})
     task.vocoder = restored.get("vocoder", state.get("vocoder"))
     task.seed = cfg.training_for("music").seed
     task.model_cfg = model_config(section, task.vocab.size, task.labels, num_streams=rvq.num_codebooks)
