@@ -12,8 +12,11 @@ import pytest
 from cinematic.data.singing import (
     REST,
     SingingItem,
+    SongPiece,
+    SungFeatureCache,
     SungNote,
     alignment_prior,
+    augmented_pieces,
     check_notes,
     fit_durations,
     hz_to_midi,
@@ -21,6 +24,7 @@ from cinematic.data.singing import (
     read_melody,
     read_singing_dir,
     read_song,
+    shift_voice,
     split_song,
     write_song,
 )
@@ -241,3 +245,55 @@ def test_demo_singers_follow_their_melodies_and_are_deterministic(tmp_path):
     first = (tmp_path / f"{jobs[0].stem}.wav").read_bytes()
     write_demo_song(binary, singing_jobs(0)[0], tmp_path / "again")
     assert (tmp_path / "again" / f"{jobs[0].stem}.wav").read_bytes() == first
+
+
+def test_augmented_pieces_are_virtual_singers_and_transposed_songs():
+    notes = [SungNote("la", 60, 0.1, 0.5, phonemes=("l", "a")), SungNote("", 62, 0.6, 0.3, slur=True)]
+    piece = SongPiece(Path("a.wav"), "alto", "en", 0.0, None, notes, [("l", "a"), ()], None)
+    out = augmented_pieces([piece], [0.9, 1.0, 1.1], [-3, 0, 4])
+    assert [(p.singer, p.shift) for p in out] == [
+        ("alto@formant0.9", (0.9, 0)),
+        ("alto@formant1.1", (1.1, 0)),
+        ("alto", (1.0, -3)),
+        ("alto", (1.0, 4)),
+    ]
+    assert [n.pitch for n in out[0].notes] == [60, 62]  # a virtual singer sings the same notes
+    assert [n.pitch for n in out[3].notes] == [64, 66] and out[3].notes[1].slur
+    assert piece.shift == (1.0, 0) and augmented_pieces([piece], [], []) == []
+
+
+def test_shifted_recordings_move_pitch_or_formants_and_keep_their_length(demo_data):
+    from cinematic.configs.model_config import MelConfig
+    from cinematic.data.audio import load_audio, pitch_praat
+
+    path = sorted((demo_data / "singing" / "en_leo").glob("*.wav"))[0]
+    wav, sr = load_audio(path, sample_rate=22050)
+    f0 = pitch_praat(wav, sr, 256)
+    up = shift_voice(wav, sr, semitones=4)
+    assert len(up) == len(wav)
+    moved = pitch_praat(up, sr, 256)[: len(f0)]
+    both = (f0 > 0) & (moved > 0)
+    assert both.sum() > 0.8 * (f0 > 0).sum()
+    assert np.median(hz_to_midi(moved[both]) - hz_to_midi(f0[both])) == pytest.approx(4.0, abs=0.2)
+
+    def centroid(x: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(x))
+        return float((spectrum * np.fft.rfftfreq(len(x), 1 / sr)).sum() / spectrum.sum())
+
+    brighter = shift_voice(wav, sr, formant_ratio=1.15)
+    kept = pitch_praat(brighter, sr, 256)[: len(f0)]
+    both = (f0 > 0) & (kept > 0)
+    assert abs(np.median(hz_to_midi(kept[both]) - hz_to_midi(f0[both]))) < 0.2  # the pitch stays
+    assert centroid(brighter) > 1.05 * centroid(wav)  # the formants go up
+    assert shift_voice(wav, sr) is wav
+
+    # the feature cache takes a transposed piece's features from the shifted recording
+    notes, meta, durations = read_song(path.with_suffix(".json"))
+    piece = SongPiece(path, "en_leo", "en", 0.0, None, notes, [n.phonemes or () for n in notes], durations)
+    cache = SungFeatureCache(None, MelConfig(), None)
+    plain = cache.get(piece)
+    (high,) = augmented_pieces([piece], [], [4])
+    shifted = cache.get(high)
+    voiced = plain.voiced & shifted.voiced
+    assert np.median(shifted.f0[voiced] - plain.f0[voiced]) == pytest.approx(4.0, abs=0.2)
+    assert shifted.mel.shape == plain.mel.shape

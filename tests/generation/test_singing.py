@@ -14,7 +14,13 @@ from cinematic.configs.model_config import MelConfig
 from cinematic.data.singing import REST, SungNote, hz_to_midi, phonemize_notes, write_song
 from cinematic.data.tokenizers.phonemes import SPECIAL, TextFrontEnd
 from cinematic.errors import UserError
-from cinematic.generation.singing import SingingSynthesizer, render_harmonic
+from cinematic.generation.singing import (
+    SingingSynthesizer,
+    match_timbre,
+    reference_timbre,
+    render_harmonic,
+    timbre_statistics,
+)
 from cinematic.models.singing import XiaoiceSing, XiaoiceSingConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,6 +105,50 @@ def test_harmonic_renderer_sings_the_f0_it_is_given():
     assert (found[inner] > 0).all()
     assert np.abs(hz_to_midi(found[inner]) - f0[inner]).max() < 0.1
     assert np.abs(wav).max() <= 0.99
+
+
+def test_timbre_step_gives_the_reference_statistics_to_voiced_frames():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-4, 0.5, (300, 80)).astype(np.float32)
+    voiced = (np.arange(300) % 3 > 0).astype(np.float32)
+    reference = timbre_statistics(rng.normal(-3, 1.5, (200, 80)) - 0.02 * np.arange(80), np.ones(200))
+    out = match_timbre(mel, voiced, reference, 1.0)
+
+    def long_term(x: np.ndarray) -> np.ndarray:
+        return x[voiced > 0].astype(np.float64).mean(0)
+
+    # the long-term spectrum moves by the difference of the (smoothed) envelopes, all of it at strength 1
+    gap = reference[0] - timbre_statistics(mel, voiced)[0]
+    np.testing.assert_allclose(long_term(out) - long_term(mel), gap, atol=1e-4)
+    mean, std = timbre_statistics(out, voiced)
+    assert np.abs(mean - reference[0]).max() < 0.25 * np.abs(gap).mean()  # (smoothed twice)
+    np.testing.assert_allclose(
+        std, reference[1], rtol=0.1
+    )  # each band moves about as much as the reference's
+    assert np.array_equal(out[voiced == 0], mel[voiced == 0])  # unvoiced frames stay the model's
+    half = match_timbre(mel, voiced, reference, 0.5)
+    np.testing.assert_allclose(long_term(half) - long_term(mel), gap / 2, atol=1e-4)
+    assert match_timbre(mel, voiced, reference, 0.0) is mel
+
+
+def test_reference_clip_sets_the_sung_spectrum_with_the_timbre_step(synth, tmp_path):
+    import soundfile as sf
+
+    sr = 22050
+    t = np.arange(int(1.5 * sr)) / sr
+    wav = sum(np.sin(2 * np.pi * 140 * k * t) / k**2 for k in range(1, 30)) * 0.3  # a buzzy 140 Hz voice
+    clip = tmp_path / "me.wav"
+    sf.write(str(clip), wav.astype(np.float32), sr)
+    alone = synth.infer(NOTES, "en", reference=clip, timbre_strength=0)
+    matched = synth.infer(NOTES, "en", reference=clip)
+    voiced = matched["voiced"]
+    assert np.array_equal(alone["voiced"], voiced)
+    target, _ = reference_timbre(wav, sr, synth.mel_config)
+    got, _ = timbre_statistics(matched["mel"], voiced)
+    before, _ = timbre_statistics(alone["mel"], voiced)
+    assert np.abs(got - target).mean() < 0.25 * np.abs(before - target).mean()
+    with pytest.raises(UserError, match="timbre strength 3"):
+        synth.infer(NOTES, "en", reference=clip, timbre_strength=3)
 
 
 def test_bad_requests_are_user_errors(synth, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cinematic.data.singing import SungNote
 from cinematic.utils import torch_threads
 
 STEPS = 60
@@ -82,15 +83,32 @@ def test_checkpoint_alone_sings_the_melody_in_tune_and_on_time(singing_run):
     assert voiced / inside >= 0.7
 
 
-def test_reference_clip_gives_a_zero_shot_singer(singing_run, demo_data):
-    from cinematic.data.singing import SungNote
+def test_reference_clip_moves_the_voice_towards_it(singing_run, demo_data):
+    """Cloning's must-hold: for demo speakers no singer is made from, the vocal sung from their clip is
+    closer to it (the d-vector encoder's similarity, harmonic renderer) than any training singer's own
+    voice singing the same melodies. At this scale it is the reference-timbre step that gets it there
+    (docs/singing.md: the model's own zero-shot voice does not beat the singers)."""
+    from cinematic.data.singing import read_song
     from cinematic.generation.singing import SingingSynthesizer
+    from cinematic.tasks.singing import cloning_similarity
 
     result, _ = singing_run
-    synth = SingingSynthesizer.from_checkpoint(result.best_checkpoint)
-    reference = sorted((demo_data / "voice" / "de_jonas").glob("*.wav"))[0]  # a speaker no singer is
-    notes = [SungNote("la", 57, 0.1, 0.4), SungNote("lo", 60, 0.5, 0.6)]
+    synth = SingingSynthesizer.from_checkpoint(result.best_checkpoint, vocoder="harmonic")
+    melodies = []
+    for singer in ("en_leo", "es_mateo"):  # melodies the run did not train on, in both languages
+        notes, meta, _ = read_song(sorted((demo_data / "singing" / singer).glob("*_010.json"))[0])
+        melodies.append((notes, meta["language"]))
+    speakers = ("de_jonas", "es_lucia")
+    references = [sorted((demo_data / "voice" / speaker).glob("*.wav"))[0] for speaker in speakers]
     with torch_threads(1):
-        cloned = synth.infer(notes, "en", reference=reference)
+        results = cloning_similarity(synth, references, melodies)
+    for speaker, similarity in zip(speakers, results, strict=True):
+        singers = {k: v for k, v in similarity.items() if k != "reference"}
+        assert set(singers) == {"en_ava", "en_leo", "es_sofia"}
+        assert similarity["reference"] > max(singers.values()), (speaker, similarity)
+    reference = references[0]
+    notes = [SungNote("la", 57, 0.1, 0.4), SungNote("lo", 60, 0.5, 0.6)]
+    with torch_threads(1):  # the model's own zero-shot voice differs from a singer's too
+        cloned = synth.infer(notes, "en", reference=reference, timbre_strength=0)
         seen = synth.infer(notes, "en", singer="en_ava")
     assert not np.allclose(cloned["mel"], seen["mel"])

@@ -6,7 +6,7 @@ HiFi-GAN vocoder renders the singing mels; the model and its vocoder must share 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -52,6 +52,14 @@ class SingingModelConfig(StrictModel):
     """Languages of the model; the first is the language of songs that do not name theirs."""
     speaker_encoder: bool = True
     """Add a GE2E d-vector (resemblyzer) projection so unseen singers can be cloned from a clip."""
+    formant_shifts: list[Annotated[float, Field(ge=0.7, le=1.4)]] = Field(default_factory=list)
+    """Speaker augmentation: each training recording again with its formants moved by each of these ratios
+    (pitch and timing kept; Praat's "Change gender"), as a virtual singer with its own d-vector and no
+    table row, so the d-vector path sees a continuum of voices (empty: none)."""
+    transpositions: list[Annotated[int, Field(ge=-12, le=12)]] = Field(default_factory=list)
+    """Register augmentation: each training recording again moved by each of these semitones (formants
+    and timing kept; Praat PSOLA), notes moved with it, same singer: the singer's timbre apart from the
+    register it happens to sing in (empty: none)."""
     speaker_table_dropout: float = Field(0.5, ge=0, le=1)
     """Share of training items that lose their singer-table entry, so the d-vector path learns the voice."""
     max_song_seconds: float = Field(12.0, gt=0)

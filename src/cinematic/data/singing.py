@@ -744,6 +744,86 @@ class SongPiece:
     notes: list[SungNote]
     phonemes: list[tuple[str, ...]]
     phoneme_durations: list[tuple[float, ...] | None] | None
+    formant_ratio: float = 1.0
+    """1: the recording as it is; otherwise its formants moved by this ratio, pitch and timing kept: a
+    virtual singer (speaker augmentation, `augmented_pieces`)."""
+    transpose: int = 0
+    """Semitones the recording is sung higher (its notes already moved; formants kept): the same singer
+    in another register (`augmented_pieces`)."""
+
+    @property
+    def shift(self) -> tuple[float, int]:
+        """(formant ratio, semitones): how the recording is changed before its features are taken."""
+        return (self.formant_ratio, self.transpose)
+
+
+PITCH_FLOOR_HZ, PITCH_CEILING_HZ = 60.0, 1000.0
+"""Praat's F0 search range for shifting sung recordings."""
+
+
+VIRTUAL_SINGER = "{singer}@formant{ratio:g}"
+"""Name of a virtual singer: a real one with its formants moved (it has no singer-table row)."""
+
+
+def augmented_pieces(
+    pieces: Sequence[SongPiece], formant_ratios: Sequence[float], transpositions: Sequence[int]
+) -> list[SongPiece]:
+    """Speaker augmentation, from the training pieces (`shift_voice` does it to the audio):
+
+    - every piece again for every formant ratio (≠ 1), sung by a virtual singer named after its singer
+      and the ratio (`VIRTUAL_SINGER`): same notes, pitch and timing, its own d-vector. The model sees
+      them without a singer-table row, so only the d-vector tells it the voice: a continuum of voices
+      instead of a handful of singers for the d-vector path to learn from;
+    - every piece again for every transposition (≠ 0 semitones), sung by the same singer (table row)
+      with its notes moved and its formants kept: each singer in other registers, so the model cannot
+      read a singer's timbre off the pitch of the notes (each demo singer has its own register) and has
+      to take it from the singer vector.
+    """
+    from dataclasses import replace
+
+    out = [
+        replace(piece, singer=VIRTUAL_SINGER.format(singer=piece.singer, ratio=ratio), formant_ratio=ratio)
+        for ratio in formant_ratios
+        if abs(ratio - 1.0) > 1e-6
+        for piece in pieces
+    ]
+    for semitones in transpositions:
+        if semitones == 0:
+            continue
+        for piece in pieces:
+            notes = [
+                SungNote(n.syllable, n.pitch + semitones, n.onset, n.duration, n.slur, n.phonemes)
+                for n in piece.notes
+            ]
+            out.append(replace(piece, notes=notes, transpose=int(semitones)))
+    return out
+
+
+def shift_voice(
+    wav: np.ndarray, sample_rate: int, formant_ratio: float = 1.0, semitones: int = 0
+) -> np.ndarray:
+    """The recording with its formants moved by `formant_ratio` (> 1: a shorter vocal tract) and its pitch
+    moved by `semitones`, length kept: Praat's "Change gender" (resample, then PSOLA onto the wanted pitch
+    and the original length). The identity when both are neutral."""
+    if abs(formant_ratio - 1.0) < 1e-6 and semitones == 0:
+        return wav
+    import parselmouth
+    from parselmouth.praat import call
+
+    sound = parselmouth.Sound(np.asarray(wav, dtype=np.float64), sample_rate)
+    median = 0.0  # 0: keep the pitch
+    if semitones:
+        pitch = call(sound, "To Pitch", 0.0, PITCH_FLOOR_HZ, PITCH_CEILING_HZ)
+        median = call(pitch, "Get quantile", 0, 0, 0.5, "Hertz") * 2.0 ** (semitones / 12)
+        if not np.isfinite(median):  # no voiced frame: nothing to move
+            median = 0.0
+    shifted = call(
+        sound, "Change gender", PITCH_FLOOR_HZ, PITCH_CEILING_HZ, float(formant_ratio), median, 1, 1
+    )
+    out = np.asarray(shifted.values[0], dtype=np.float32)[: len(wav)]
+    if len(out) < len(wav):
+        out = np.concatenate([out, np.zeros(len(wav) - len(out), np.float32)])
+    return out
 
 
 def split_song(
@@ -818,8 +898,9 @@ class SungFeatureCache:
         from cinematic.data.preprocessing import FeatureCache as Store
 
         self.store = Store(cache_dir / "features") if cache_dir is not None else None
-        self.memory: dict[tuple[Path, float, float | None], SungFeatures] = {}
-        self.dvectors: dict[Path, np.ndarray] = {}
+        self.memory: dict[tuple[Path, float, float | None, tuple[float, int]], SungFeatures] = {}
+        self.dvectors: dict[tuple[Path, tuple[float, int]], np.ndarray] = {}
+        self._shifted: tuple[tuple[Path, tuple[float, int]], np.ndarray] | None = None
         self.mel_cfg = mel_cfg
         self.encoder = speaker_encoder
 
@@ -828,7 +909,7 @@ class SungFeatureCache:
         from cinematic.data.preprocessing import feature_key
         from cinematic.utils import file_sha1
 
-        span = (piece.audio_path, piece.start, piece.end)
+        span = (piece.audio_path, piece.start, piece.end, piece.shift)
         if span in self.memory:
             return self.memory[span]
         key = None
@@ -839,6 +920,8 @@ class SungFeatureCache:
                 "end": piece.end,
                 "dvectors": self.encoder is not None,
             }
+            if piece.shift != (1.0, 0):  # (absent for the recordings themselves: their keys stay)
+                extra["shift"] = list(piece.shift)
             key = feature_key(file_sha1(piece.audio_path), "singing_xiaoicesing", self.mel_cfg, extra)
             cached = self.store.load(key)
             if cached is not None and set(SungFeatures.__dataclass_fields__) <= set(cached):
@@ -852,11 +935,10 @@ class SungFeatureCache:
         return features
 
     def _extract(self, piece: SongPiece) -> SungFeatures:
-        from cinematic.data.audio import load_audio
         from cinematic.data.skips import UnreadableFile
         from cinematic.data.voice import clip_problem, extract_features
 
-        wav, sr = load_audio(piece.audio_path, sample_rate=self.mel_cfg.sample_rate)
+        wav, sr = self._recording(piece)
         a = int(round(piece.start * sr))
         b = len(wav) if piece.end is None else int(round(piece.end * sr))
         problem = clip_problem(wav[a:b], sr)
@@ -867,24 +949,40 @@ class SungFeatureCache:
             f0 = hz_to_midi(np.exp(f.log_f0)).astype(np.float32)
         else:
             f0 = np.full(len(f.log_f0), 60.0, dtype=np.float32)
-        return SungFeatures(f.mel, f0, f.voiced, self._dvector(piece.audio_path, wav, sr))
+        dvector = self._dvector((piece.audio_path, piece.shift), wav, sr)
+        return SungFeatures(f.mel, f0, f.voiced, dvector)
 
-    def _dvector(self, path: Path, wav: np.ndarray, sr: int) -> np.ndarray:
-        """The recording's d-vector, shared by its pieces: from DVECTOR_SECONDS of it, starting at its first
-        sound (the voice is the same throughout; the speaker encoder's cost grows with the length)."""
+    def _recording(self, piece: SongPiece) -> tuple[np.ndarray, int]:
+        """The piece's whole recording at the mel rate, shifted (`shift_voice`) for an augmented piece (the
+        last shifted recording is kept: a recording's pieces come one after another)."""
+        from cinematic.data.audio import load_audio
+
+        wav, sr = load_audio(piece.audio_path, sample_rate=self.mel_cfg.sample_rate)
+        if piece.shift == (1.0, 0):
+            return wav, sr
+        key = (piece.audio_path, piece.shift)
+        if self._shifted is None or self._shifted[0] != key:
+            self._shifted = (key, shift_voice(wav, sr, *piece.shift))
+        return self._shifted[1], sr
+
+    def _dvector(self, key: tuple[Path, tuple[float, int]], wav: np.ndarray, sr: int) -> np.ndarray:
+        """The recording's d-vector (of its shifted version for an augmented piece), shared by its
+        pieces: from DVECTOR_SECONDS of it, starting at its first sound (the voice is the same throughout;
+        the speaker encoder's cost grows with the length)."""
         from cinematic.data.skips import UnreadableFile
 
         if self.encoder is None:
             return np.zeros(256, np.float32)
-        if path not in self.dvectors:
+        path = key[0]
+        if key not in self.dvectors:
             loud = np.flatnonzero(np.abs(wav) > 0.05 * max(float(np.abs(wav).max()), 1e-9))
             start = int(loud[0]) if len(loud) else 0
             try:
                 vector = self.encoder.embed(wav[start : start + int(DVECTOR_SECONDS * sr)], sr)
             except UserError as err:  # too little sound for a d-vector
                 raise UnreadableFile(path, str(err)) from None
-            self.dvectors[path] = np.asarray(vector, dtype=np.float32)
-        return self.dvectors[path]
+            self.dvectors[key] = np.asarray(vector, dtype=np.float32)
+        return self.dvectors[key]
 
 
 # ---------------------------------------------------------------------------------------------- batches

@@ -17,11 +17,18 @@ Two ways to turn the model's mel into a waveform:
   default when no vocoder was recorded. A briefly trained HiFi-GAN (the quickstart's 200 steps) does not
   yet reproduce pitch — copy-synthesis of the demo songs came out 8–30 semitones off — so tests and the
   quickstart measure pitch with the harmonic renderer.
+
+Zero-shot singing (`reference=` a clip): the model sings with singer-table row 0 plus the clip's d-vector,
+then the reference-timbre step (`match_timbre`, `timbre_strength`, default 1, 0: off) moves the sung mel's
+voiced frames to the clip's per-band spectral mean and spread. At demo scale the model alone does not
+beat the training singers' similarity to the clip; with the step it does (docs/singing.md, "Zero-shot
+singers").
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +58,11 @@ log = logging.getLogger(__name__)
 HARMONIC = "harmonic"
 TAIL_S = 0.15
 """Silence (a rest) sung after the last note, so its release is not cut."""
+TIMBRE_STRENGTH = 1.0
+"""Default strength of the reference-timbre step (`match_timbre`) when singing from a reference clip."""
+TIMBRE_SMOOTH_BANDS = 5
+"""Mel bands the spectral statistics are averaged over before they are compared: the spectral envelope
+without the harmonics of the speaker's and the melody's pitches."""
 REFERENCE_HINT = (
     "Pass a recording of the voice to clone: a few seconds of clear speech or singing (3 to 10 s work "
     "best), as wav, flac, ogg or mp3 at any sample rate."
@@ -134,6 +146,64 @@ def render_harmonic(
     if peak > 0.99:
         wav = wav * (0.99 / peak)
     return wav.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- reference timbre
+
+
+def timbre_statistics(mel: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, n_mels) log-mel and (T,) frame weights in [0, 1] (voicing) → the weighted per-band mean (the
+    long-term average spectrum) and standard deviation over time (how much each band moves from sound to
+    sound), each averaged over TIMBRE_SMOOTH_BANDS neighbouring bands."""
+    from scipy.ndimage import uniform_filter1d
+
+    mean, std = _band_moments(mel, weights)
+    smooth = functools.partial(uniform_filter1d, size=TIMBRE_SMOOTH_BANDS, mode="nearest")
+    return smooth(mean), smooth(std)
+
+
+def _band_moments(mel: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = np.clip(np.asarray(weights, np.float64), 0, 1)
+    if w.sum() <= 0:
+        w = np.ones(len(mel))
+    x = np.asarray(mel, np.float64)
+    mean = (x * w[:, None]).sum(0) / w.sum()
+    std = np.sqrt((((x - mean) ** 2) * w[:, None]).sum(0) / w.sum())
+    return mean, std
+
+
+def reference_timbre(wav: np.ndarray, sample_rate: int, mel_cfg: MelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """`timbre_statistics` of a reference clip's voiced frames (Praat F0; its frames with sound when none
+    is voiced), at the model's mel settings."""
+    from cinematic.data.audio import mel_spectrogram, pitch_praat, resample
+
+    wav = np.asarray(wav, np.float32)
+    if sample_rate != mel_cfg.sample_rate:
+        wav = np.asarray(resample(wav, sample_rate, mel_cfg.sample_rate), np.float32)
+    mel = mel_spectrogram(wav, mel_cfg).numpy().T
+    voiced = pitch_praat(wav, mel_cfg.sample_rate, mel_cfg.hop_length, len(mel)) > 0
+    if not voiced.any():
+        voiced = mel.max(1) > mel.max() - 6.0  # within ~50 dB of the loudest frame
+    return timbre_statistics(mel, voiced.astype(np.float64))
+
+
+def match_timbre(
+    mel: np.ndarray, voiced: np.ndarray, reference: tuple[np.ndarray, np.ndarray], strength: float
+) -> np.ndarray:
+    """The reference-timbre step: move the sung log-mel's voiced frames towards a reference's spectral
+    statistics (`reference_timbre`) by `strength` (0: unchanged; 1: the same smoothed long-term envelope,
+    and each band moving over time as much as the reference's does), each frame in proportion to its
+    voicing. A per-band offset and scale of each frame's deviation from the song's own average, so the
+    melody, the phonemes and their timing stay the model's."""
+    if strength == 0:
+        return mel
+    ref_mean, ref_std = reference
+    mean, _ = _band_moments(mel, voiced)
+    smooth_mean, smooth_std = timbre_statistics(mel, voiced)
+    scale = np.clip(ref_std / np.maximum(smooth_std, 1e-3), 0.25, 4.0)
+    target = mean + (ref_mean - smooth_mean) + (mel - mean) * scale
+    weight = strength * np.clip(voiced, 0, 1)[:, None]
+    return (mel + weight * (target - mel)).astype(mel.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- synthesizer
@@ -258,9 +328,9 @@ class SingingSynthesizer:
             self._encoder = SpeakerEncoder()
         return self._encoder
 
-    def reference_dvector(self, reference: str | Path) -> np.ndarray:
-        """The d-vector of a reference clip (speech or singing, any rate); a `UserError` naming it when it
-        is missing, cannot be decoded, is silent or too short."""
+    def reference_clip(self, reference: str | Path) -> tuple[np.ndarray, int]:
+        """A reference clip's samples and rate, checked; a `UserError` naming it when it is missing, cannot
+        be decoded, is silent or too short."""
         from cinematic.data.audio import load_audio
         from cinematic.data.skips import UnreadableFile
         from cinematic.data.voice import clip_problem
@@ -272,12 +342,23 @@ class SingingSynthesizer:
         except UnreadableFile as err:
             raise UserError(f"reference clip {reference}: {err.reason}. {REFERENCE_HINT}") from None
         problem = clip_problem(wav, sr)
-        if problem is None:
-            try:
-                return self.speaker_encoder().embed(wav, sr)
-            except UserError as err:
-                problem = str(err)
-        raise UserError(f"reference clip {reference}: {problem.rstrip('.')}. {REFERENCE_HINT}")
+        if problem is not None:
+            raise UserError(f"reference clip {reference}: {problem.rstrip('.')}. {REFERENCE_HINT}")
+        return wav, sr
+
+    def reference_dvector(self, reference: str | Path) -> np.ndarray:
+        """The d-vector of a reference clip (speech or singing, any rate); a `UserError` naming it when it
+        is missing, cannot be decoded, is silent or too short."""
+        wav, sr = self.reference_clip(reference)
+        try:
+            return self.speaker_encoder().embed(wav, sr)
+        except UserError as err:
+            raise UserError(f"reference clip {reference}: {str(err).rstrip('.')}. {REFERENCE_HINT}") from None
+
+    def reference_timbre(self, reference: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """The spectral statistics of a reference clip's voiced frames (`match_timbre`)."""
+        wav, sr = self.reference_clip(reference)
+        return reference_timbre(wav, sr, self.mel_config)
 
     def conditioning(self, singer: str | None, reference: str | Path | None) -> tuple[int, np.ndarray | None]:
         """(singer-table row, d-vector): a training singer's row and mean d-vector (default: the first
@@ -308,9 +389,16 @@ class SingingSynthesizer:
         language: str,
         singer: str | None = None,
         reference: str | Path | None = None,
+        timbre_strength: float = TIMBRE_STRENGTH,
     ) -> dict[str, Any]:
         """The model's outputs for a melody: mel (T, n_mels), F0 (T,) in MIDI semitones, voicing (T,),
-        the frames per phoneme, the phoneme track and the first frame of each syllable."""
+        the frames per phoneme, the phoneme track and the first frame of each syllable. With a
+        `reference`, the model's zero-shot mel is moved towards the clip's spectral statistics by
+        `timbre_strength` (the reference-timbre step, `match_timbre`; 0: the model's own cloning alone)."""
+        if not 0 <= timbre_strength <= 2:
+            raise UserError(
+                f"timbre strength {timbre_strength} is outside 0-2 (0: the model alone, 1: the reference's)"
+            )
         if language not in self.languages:
             raise UserError(
                 f"this singing model has no language {language!r}; it knows: {', '.join(self.languages)} "
@@ -346,10 +434,14 @@ class SingingSynthesizer:
         out = self.model.synthesize(hidden, speaker, pitch, torch.tensor([durations], device=device))
         starts = np.concatenate([[0], np.cumsum(track.group_frames)])
         onsets = [int(starts[g]) for g, k in enumerate(track.note_of_group) if k >= 0 and not notes[k].slur]
+        mel = out["mel"][0].float().cpu().numpy()
+        voiced = out["voiced"][0].float().cpu().numpy()
+        if reference is not None and timbre_strength > 0:
+            mel = match_timbre(mel, voiced, self.reference_timbre(reference), timbre_strength)
         return {
-            "mel": out["mel"][0].float().cpu().numpy(),
+            "mel": mel,
             "f0_midi": out["f0_midi"][0].float().cpu().numpy(),
-            "voiced": out["voiced"][0].float().cpu().numpy(),
+            "voiced": voiced,
             "frame_note": out["frame_note"][0].float().cpu().numpy(),
             "durations": durations,
             "track": track,
@@ -371,12 +463,14 @@ class SingingSynthesizer:
         singer: str | None = None,
         reference: Path | None = None,
         seed: int = 0,
+        timbre_strength: float = TIMBRE_STRENGTH,
     ) -> SungAudio:
         """Sing `notes` in `language` as a training `singer` (default: the first) or zero-shot like the voice
         in a `reference` clip (speech or singing). Each syllable's phonemes fill its note(s); the same seed
         gives the same samples. A `UserError` for an empty note list, an unknown singer, or a language
-        the model lacks (naming the languages it has)."""
-        out = self.infer(notes, language, singer=singer, reference=reference)
+        the model lacks (naming the languages it has). `timbre_strength`: the reference-timbre step
+        (`infer`; 0 for the model's zero-shot voice alone)."""
+        out = self.infer(notes, language, singer=singer, reference=reference, timbre_strength=timbre_strength)
         wav = self.render(out["mel"], out["f0_midi"], out["voiced"], seed=seed)
         hop = self.mel_config.hop_length
         onsets = [frame * hop / self.sample_rate for frame in out["onset_frames"]]
@@ -393,7 +487,12 @@ def sing_command(args: argparse.Namespace) -> int:
     notes = read_melody(args.melody)
     synth = SingingSynthesizer.from_checkpoint(args.checkpoint, device=args.device, vocoder=args.vocoder)
     audio = synth.sing(
-        notes, language=args.language, singer=args.singer, reference=args.reference, seed=args.seed
+        notes,
+        language=args.language,
+        singer=args.singer,
+        reference=args.reference,
+        seed=args.seed,
+        timbre_strength=args.timbre_strength,
     )
     save_audio(args.out, audio.wav, audio.sample_rate)
     renderer = "harmonic renderer" if isinstance(synth.vocoder, str) else "HiFi-GAN vocoder"

@@ -4,7 +4,10 @@ Data (`cinematic.data.singing`): `<singer>/<song>.wav` + `<song>.json` (notes wi
 onsets, durations, slurs), openvpi `transcriptions.csv` or Opencpop `transcriptions.txt`; syllables without
 phonemes are phonemised by the voice model's front end (espeak-ng), one syllable at a time. Recordings
 longer than `singing_model.max_song_seconds` are cut at rests. Features (log-mel at the speech vocoder's
-settings, Praat F0, d-vector) are cached under `<work_dir>/cache/features/`.
+settings, Praat F0, d-vector) are cached under `<work_dir>/cache/features/`. Optional augmentation of the
+training pieces (`singing_model.transpositions`, `singing_model.formant_shifts`,
+`cinematic.data.singing.augmented_pieces`): each singer again in other registers, and virtual singers with
+moved formants that only the d-vector names.
 
 State stored in the checkpoint (`export_state`): the `XiaoiceSingConfig` ("model_config") and mel front end
 ("mel_config") inference builds the model from, the phoneme table, front end, singers (names → table
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,7 @@ from cinematic.data.singing import (
     SongPiece,
     SungFeatureCache,
     SungNote,
+    augmented_pieces,
     collate,
     fit_durations,
     is_vowel,
@@ -52,7 +56,7 @@ from cinematic.data.singing import (
 from cinematic.data.skips import UnreadableFile
 from cinematic.data.tokenizers.phonemes import SPECIAL, SymbolTable, TextFrontEnd
 from cinematic.errors import UserError
-from cinematic.generation.singing import SingingSynthesizer, render_harmonic
+from cinematic.generation.singing import TIMBRE_STRENGTH, SingingSynthesizer, render_harmonic
 from cinematic.models.singing import XiaoiceSing, XiaoiceSingConfig
 from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag
 from cinematic.training.task import BuildContext, Built, Media, StepOutput
@@ -115,23 +119,15 @@ class SingingTask:
                 pieces += split_song(item, language, phonemes, scfg.max_song_seconds)
         encoder = _speaker_encoder() if scfg.speaker_encoder else None
         cache = SungFeatureCache(ctx.cache_dir, scfg.audio, encoder)
-        usable = []
-        from tqdm import tqdm
-
-        with ctx.local_main_first() as is_first:
-            for piece in tqdm(
-                pieces, desc="singing features", unit="song", disable=not is_first, mininterval=1.0
-            ):
-                try:
-                    cache.get(piece)
-                    usable.append(piece)
-                except UnreadableFile as err:
-                    ctx.skipped.skip(piece.audio_path, err.reason)
+        usable = self._features(pieces, cache, ctx, "singing features")
         if len(usable) < 2:
             raise UserError(f"{data_dir}: need at least 2 usable sung recordings to train a singing model")
         train_idx, val_idx = stratified_split(
             [p.singer for p in usable], cfg.data.val_fraction, cfg.training.seed, cfg.data.max_val_items
         )
+        ratios = scfg.formant_shifts if scfg.speaker_encoder else []  # virtual singers need d-vectors
+        augmented = augmented_pieces([usable[i] for i in train_idx], ratios, scfg.transpositions)
+        virtual = self._features(augmented, cache, ctx, "augmented songs") if augmented else []
         self.state = self._make_state(usable, cache, train_idx, restored, front, scfg)
         mcfg = XiaoiceSingConfig(**self.state["model_config"])
         self.model = model = XiaoiceSing(mcfg)
@@ -139,13 +135,15 @@ class SingingTask:
         singers = {name: row for row, name in enumerate(self.state["speakers"], start=1)}
         languages = {name: i for i, name in enumerate(self.state["languages"])}
         self.val_pieces = [usable[i] for i in val_idx]
-        train = SingingDataset([usable[i] for i in train_idx], cache, table, singers, languages)
+        train_pieces = [usable[i] for i in train_idx] + virtual  # virtual singers get table row 0
+        train = SingingDataset(train_pieces, cache, table, singers, languages)
         val = SingingDataset(self.val_pieces, cache, table, singers, languages) if val_idx else None
         log.info(
-            "singing: %d train / %d validation songs, %d singers, %d phonemes (%s)",
+            "singing: %d train / %d validation songs, %d singers (+ %d virtual), %d phonemes (%s)",
             len(train),
             len(val_idx),
             len(singers),
+            len({p.singer for p in virtual} - set(singers)),
             len(table),
             front.mode,
         )
@@ -156,6 +154,23 @@ class SingingTask:
             collate_fn=collate,
             throughput_unit="frames",
         )
+
+    @staticmethod
+    def _features(
+        pieces: list[SongPiece], cache: SungFeatureCache, ctx: BuildContext, desc: str
+    ) -> list[SongPiece]:
+        """Compute (or load) every piece's features; → the pieces that have them (the others are skipped)."""
+        from tqdm import tqdm
+
+        usable = []
+        with ctx.local_main_first() as is_first:
+            for piece in tqdm(pieces, desc=desc, unit="song", disable=not is_first, mininterval=1.0):
+                try:
+                    cache.get(piece)
+                    usable.append(piece)
+                except UnreadableFile as err:
+                    ctx.skipped.skip(piece.audio_path, err.reason)
+        return usable
 
     def _make_state(
         self,
@@ -368,6 +383,40 @@ def vowel_ids(state: dict[str, Any]) -> set[int]:
     return {i for i, s in enumerate(state["symbols"]) if is_vowel(s)}
 
 
+# ---------------------------------------------------------------------------------------------- cloning
+
+
+def cloning_similarity(
+    synth: SingingSynthesizer,
+    references: Sequence[str | Path],
+    melodies: Sequence[tuple[list[SungNote], str]],
+    timbre_strength: float = TIMBRE_STRENGTH,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """How close zero-shot cloning comes to each reference clip: the speaker similarity (cosine of the GE2E
+    d-vectors, `cinematic.models.speaker_encoder`) between the clip and the melodies sung with `reference=`
+    the clip ("reference", with `timbre_strength`) and by each training singer (its name), rendered as
+    `synth` renders them, averaged over the (notes, language) melodies; one dict per reference. Cloning
+    works when "reference" beats every singer."""
+    from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
+
+    encoder = SpeakerEncoder()
+
+    def dvectors(**who: Any) -> list[np.ndarray]:
+        sung = (synth.sing(notes, language, seed=seed, **who) for notes, language in melodies)
+        return [encoder.embed(audio.wav, audio.sample_rate) for audio in sung]
+
+    singers = {name: dvectors(singer=name) for name in synth.singers}
+    results = []
+    for reference in references:
+        target = synth.reference_dvector(reference)
+        voices = {"reference": dvectors(reference=reference, timbre_strength=timbre_strength), **singers}
+        results.append(
+            {name: float(np.mean([cosine_similarity(v, target) for v in vs])) for name, vs in voices.items()}
+        )
+    return results
+
+
 # ---------------------------------------------------------------------------------------------- quickstart
 
 QUICKSTART_STEPS = 300
@@ -478,6 +527,14 @@ def add_commands(groups: CommandGroups) -> None:
     s.add_argument("--language", default="en")
     s.add_argument("--singer", help="a singer of the training data (default: the first)")
     s.add_argument("--reference", help="a clip (speech or singing) of a voice to sing with, zero-shot")
+    s.add_argument(
+        "--timbre_strength",
+        "--timbre-strength",
+        type=float,
+        default=1.0,
+        help="with --reference: how far the sung spectrum is moved to the clip's spectral statistics, the "
+        "reference-timbre step (0: the model's zero-shot voice alone; 1: the clip's; at most 2)",
+    )
     s.add_argument(
         "--vocoder", help='vocoder checkpoint, or "harmonic" (default: the recorded vocoder, else harmonic)'
     )
