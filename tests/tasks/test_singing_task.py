@@ -112,3 +112,34 @@ def test_reference_clip_moves_the_voice_towards_it(singing_run, demo_data):
         cloned = synth.infer(notes, "en", reference=reference, timbre_strength=0)
         seen = synth.infer(notes, "en", singer="en_ava")
     assert not np.allclose(cloned["mel"], seen["mel"])
+
+
+def test_augmentation_adds_transposed_songs_and_virtual_singers(demo_data, tmp_path):
+    from cinematic.tasks.singing import SingingTask, tiny_config
+    from cinematic.training.task import BuildContext
+
+    data = _subset(demo_data, tmp_path / "data", per_singer=1)
+    cfg = tiny_config(tmp_path / "work", 1)
+    cfg.singing_model.transpositions = [3]
+    cfg.singing_model.formant_shifts = [1.1]
+    task = SingingTask()
+    ctx = BuildContext(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", device=torch.device("cpu"))
+    with torch_threads(1):
+        built = task.build(cfg, data, ctx)
+    train = built.train_set
+    plain = [i for i, p in enumerate(train.pieces) if p.shift == (1.0, 0)]
+    assert len(train) == 3 * len(plain) and plain
+    assert task.state["speakers"] == ["en_ava", "en_leo", "es_sofia"]  # virtual singers get no row
+    rows = {name: row for row, name in enumerate(task.state["speakers"], start=1)}
+    for i in plain:
+        piece, item = train.pieces[i], train[i]
+        same = (piece.audio_path, piece.start)
+        shifted = {p.shift: j for j, p in enumerate(train.pieces) if (p.audio_path, p.start) == same}
+        up, virtual = train[shifted[(1.0, 3)]], train[shifted[(1.1, 0)]]
+        assert item["speaker"] == up["speaker"] == rows[piece.singer] and virtual["speaker"] == 0
+        sung = item["note_pitch"] > 0
+        assert torch.equal(up["note_pitch"][sung], item["note_pitch"][sung] + 3)
+        voiced = item["voiced"] & up["voiced"]
+        assert float((up["f0"] - item["f0"])[voiced].median()) == pytest.approx(3.0, abs=0.3)
+        assert torch.equal(virtual["note_pitch"], item["note_pitch"])
+        assert float(torch.cosine_similarity(virtual["dvector"], item["dvector"], dim=0)) < 0.99
