@@ -194,6 +194,10 @@ def test_sing_command_writes_audio_and_exits_2_on_bad_input(checkpoint, tmp_path
     )
     assert code == 2
     assert "en, es" in capsys.readouterr().err
+    strong = ["--reference", str(melody), "--timbre_strength", "3"]
+    args = ["sing", "--checkpoint", str(checkpoint), "--melody", str(melody), "--out", str(out)]
+    assert main([*args, *strong]) == 2
+    assert "timbre strength 3" in capsys.readouterr().err
     assert (
         main(
             ["sing", "--checkpoint", str(checkpoint), "--melody", str(tmp_path / "no.mid"), "--out", str(out)]
