@@ -103,7 +103,7 @@ def test_reference_clip_moves_the_voice_towards_it(singing_run, demo_data):
     with torch_threads(1):
         results = cloning_similarity(synth, references, melodies)
     for speaker, similarity in zip(speakers, results, strict=True):
-        singers = {k: v for k, v in similarity.items() if k != "reference"}
+        singers = {k: v for k, v in similarity.items() if k != "reference"}  # (no "model_alone" asked)
         assert set(singers) == {"en_ava", "en_leo", "es_sofia"}
         assert similarity["reference"] > max(singers.values()), (speaker, similarity)
     reference = references[0]

@@ -392,12 +392,14 @@ def cloning_similarity(
     melodies: Sequence[tuple[list[SungNote], str]],
     timbre_strength: float = TIMBRE_STRENGTH,
     seed: int = 0,
+    model_alone: bool = False,
 ) -> list[dict[str, float]]:
     """How close zero-shot cloning comes to each reference clip: the speaker similarity (cosine of the GE2E
     d-vectors, `cinematic.models.speaker_encoder`) between the clip and the melodies sung with `reference=`
     the clip ("reference", with `timbre_strength`) and by each training singer (its name), rendered as
-    `synth` renders them, averaged over the (notes, language) melodies; one dict per reference. Cloning
-    works when "reference" beats every singer."""
+    `synth` renders them, averaged over the (notes, language) melodies; one dict per reference, with
+    "model_alone" too (the clone at timbre strength 0) when `model_alone`. Cloning works when "reference"
+    beats every singer."""
     from cinematic.models.speaker_encoder import SpeakerEncoder, cosine_similarity
 
     encoder = SpeakerEncoder()
@@ -411,6 +413,8 @@ def cloning_similarity(
     for reference in references:
         target = synth.reference_dvector(reference)
         voices = {"reference": dvectors(reference=reference, timbre_strength=timbre_strength), **singers}
+        if model_alone:
+            voices["model_alone"] = dvectors(reference=reference, timbre_strength=0.0)
         results.append(
             {name: float(np.mean([cosine_similarity(v, target) for v in vs])) for name, vs in voices.items()}
         )
@@ -507,10 +511,17 @@ def quickstart(qs: Any) -> list[Path]:
         audio = hifigan.sing(notes, language, singer=synth.singers[0], seed=0)
         written.append(save_audio(out_dir / f"{synth.singers[0]}_hifigan.wav", audio.wav, audio.sample_rate))
     voices = sorted((Path(qs.data_root) / "voice").glob("*/*.wav"))
+    print(f"  {melody_song.stem} ({language}) sung by {', '.join(synth.singers)} → {out_dir}", flush=True)
     if voices and synth.model_cfg.speaker_encoder:
         audio = synth.sing(notes, language, reference=voices[0], seed=0)
         written.append(save_audio(out_dir / "zero_shot.wav", audio.wav, audio.sample_rate))
-    print(f"  {melody_song.stem} ({language}) sung by {', '.join(synth.singers)} → {out_dir}", flush=True)
+        (sims,) = cloning_similarity(synth, [voices[0]], [(notes, language)], model_alone=True)
+        best = max(synth.singers, key=lambda name: sims[name])
+        print(
+            f"  zero-shot from {voices[0].parent.name}'s speech: similarity to the clip {sims['reference']:.3f} "
+            f"(model alone {sims['model_alone']:.3f}; best training singer {best} {sims[best]:.3f})",
+            flush=True,
+        )
     return written
 
 
