@@ -42,7 +42,8 @@ def generate_song(
                              key="d minor", tempo=84, seed=0, out="my_song/")
 
     `options` are those of `SongGenerator.generate`: genre, scene, key, tempo, lyrics_text, lyrics_file,
-    melody, reference, singer (a training singer's name), structure, duration, seed, progress."""
+    melody, reference, timbre_strength (the reference-timbre step, 0 = the model's zero-shot voice alone),
+    singer (a training singer's name), structure, duration, seed, progress."""
     from cinematic.generation.song import SongGenerator
 
     songs = SongGenerator.from_checkpoints(

@@ -188,6 +188,11 @@ def _add_song(generate: argparse._SubParsersAction) -> None:
     p.add_argument("--lyrics_file", "--lyrics-file", help="your lyrics (UTF-8, [verse]/[chorus] markers)")
     p.add_argument("--melody", help="your melody: .mid (one note per syllable) or MusicXML")
     p.add_argument("--reference", help="sing like the voice in this clip (zero-shot)")
+    p.add_argument(
+        "--timbre_strength", "--timbre-strength", type=float, default=1.0,
+        help="with --reference: the reference-timbre step's strength (0: the singing model's zero-shot voice "
+        "alone; at most 2), as in `cinematic sing`",
+    )  # fmt: skip
     p.add_argument("--singer_name", "--singer-name", help="a training singer of the singing model")
     p.add_argument("--structure", default="verse,chorus,chorus", help="sections of generated lyrics")
     p.add_argument("--duration", type=float, help="at most this many seconds: the lines that fit")

@@ -424,3 +424,22 @@ def test_key_and_tempo_become_music_conditions_when_the_checkpoint_knows_them():
     assert songs.music_conditions({}, Key.parse("D major"), 200) == {}
     labels_only = SongGenerator(SimpleNamespace(labels={"emotion": ["<none>", "sad"]}), None, None)
     assert labels_only.music_conditions({"emotion": "sad"}, Key.parse("Eb minor"), 84) == {"emotion": "sad"}
+
+
+def test_reference_clip_and_its_timbre_strength_reach_the_vocals(song_dir, singing_checkpoint, tmp_path):
+    """`generate song --reference CLIP --timbre_strength S` sings zero-shot like the clip; S = 0 is the
+    singing model's own zero-shot voice, and song.json records both."""
+    lyrics = song_dir / "lyrics.txt"
+    reference = song_dir / "a" / "vocals.wav"  # any voice clip will do
+    common = ["--music", str(MUSIC), "--singer", str(singing_checkpoint), "--vocoder", "harmonic"]
+    common += ["--language", "en", "--emotion", "sad", "--lyrics_file", str(lyrics), "--seed", "3"]
+    common += ["--tempo", "120", "--reference", str(reference)]
+    assert _generate([*common, "--out", str(tmp_path / "model"), "--timbre_strength", "0"]) == 0
+    assert _generate([*common, "--out", str(tmp_path / "timbre")]) == 0
+    model, timbre = _song_json(tmp_path / "model"), _song_json(tmp_path / "timbre")
+    assert (model["reference"], model["timbre_strength"], model["singer"]) == (str(reference), 0.0, None)
+    assert timbre["timbre_strength"] == 1.0
+    assert (tmp_path / "model" / "vocals.wav").read_bytes() != (
+        tmp_path / "timbre" / "vocals.wav"
+    ).read_bytes()
+    assert (tmp_path / "model" / "song.mid").read_bytes() == (tmp_path / "timbre" / "song.mid").read_bytes()

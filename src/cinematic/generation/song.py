@@ -57,6 +57,7 @@ from cinematic.generation.melody import (
     melody_notes,
 )
 from cinematic.generation.mix import MixResult, mix_song
+from cinematic.generation.singing import TIMBRE_STRENGTH
 
 SAMPLE_RATE = 44100
 STAGES = ("lyrics", "melody", "vocals", "accompaniment", "mix")
@@ -358,6 +359,7 @@ class SongGenerator:
         melody: str | Path | None = None,
         reference: str | Path | None = None,
         singer: str | None = None,
+        timbre_strength: float = TIMBRE_STRENGTH,
         structure: str = DEFAULT_STRUCTURE,
         duration: float | None = None,
         max_new_tokens: int = 160,
@@ -436,6 +438,7 @@ class SongGenerator:
                 singer=None if reference is not None else singer,
                 reference=None if reference is None else Path(reference),
                 seed=seed,
+                timbre_strength=timbre_strength,
             )
             vocals = np.asarray(audio.wav, dtype=np.float64).reshape(-1)
             if audio.sample_rate != SAMPLE_RATE:
@@ -478,6 +481,7 @@ class SongGenerator:
             "music_conditions": self.music_conditions(music_labels, the_key, the_tempo),
             "singer": None if reference is not None else (singer or (self.singer.singers or [None])[0]),
             "reference": None if reference is None else str(reference),
+            "timbre_strength": None if reference is None else timbre_strength,
             "seed": seed,
             "lyrics_source": lyrics_source,
             "melody_source": str(melody) if melody is not None else "generated",
@@ -665,6 +669,7 @@ def song_command(args: argparse.Namespace) -> int:
         lyrics_file=args.lyrics_file,
         melody=args.melody,
         reference=args.reference,
+        timbre_strength=args.timbre_strength,
         singer=args.singer_name,
         structure=args.structure,
         duration=args.duration,
