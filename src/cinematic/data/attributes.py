@@ -310,10 +310,10 @@ def _onset_tempo(onsets: np.ndarray, velocities: np.ndarray) -> float | None:
 
 
 def measure_notes_raw(
-    notes: np.ndarray, families: np.ndarray | None = None, tempo: bool = True
+    notes: np.ndarray, families: np.ndarray | None = None, with_tempo: bool = True
 ) -> dict[str, Any]:
     """Raw measurements of notes (N, 4) = (onset_s, offset_s, pitch, velocity): tonic (pitch class of
-    the key), mode, bpm (unless `tempo` is False), notes_per_second, mean_pitch, polyphony, instruments.
+    the key), mode, bpm (unless `with_tempo` is False), notes_per_second, mean_pitch, polyphony, instruments.
     Quantities that cannot be measured (no pitched notes, too few onsets) are left out."""
     raw: dict[str, Any] = {}
     if families is not None and len(families):
@@ -322,7 +322,7 @@ def measure_notes_raw(
         pitched = notes[families != "drums"]
     else:
         pitched = notes
-    if tempo and len(notes):
+    if with_tempo and len(notes):
         tempo = _onset_tempo(np.unique(np.round(notes[:, 0], 2)), _onset_strength(notes))
         if tempo is not None:
             raw["bpm"] = tempo
@@ -377,7 +377,7 @@ def window_raw(piece_raw: Mapping[str, Any], window_score: Any) -> dict[str, Any
     the piece's `.json` gave (`piece_raw["given"]`) still wins; a stretch without notes keeps the
     piece's values."""
     notes, families = _score_notes(window_score)
-    measured = measure_notes_raw(notes, families, tempo=False)
+    measured = measure_notes_raw(notes, families, with_tempo=False)
     given = set(piece_raw.get("given", ()))
     local = {k: v for k, v in measured.items() if k in WINDOWED and k not in given}
     if ("tonic" in local) != ("mode" in local):  # key and mode come as a pair
@@ -561,6 +561,18 @@ def sidecar_attributes(
         else:
             fixed[name] = parsed
     return raw, fixed, problems
+
+
+def with_sidecar(
+    raw: Mapping[str, Any], labels: Mapping[str, Any], names: Any
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """A file's raw measurements with what its `.json` gives (`sidecar_attributes`): (raw with the
+    overrides and their names in `"given"`, so a crop's own window leaves them be, fixed values, problems)."""
+    overrides, fixed, problems = sidecar_attributes(labels, names)
+    merged = {**raw, **overrides}
+    if overrides:
+        merged["given"] = sorted(overrides)
+    return merged, fixed, problems
 
 
 def piece_attributes(

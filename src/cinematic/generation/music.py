@@ -276,7 +276,6 @@ def generate_command(args: argparse.Namespace) -> int:
     score = generator.generate(
         length=args.length,
         primer=args.primer,
-        fill_attributes=not getattr(args, "no_fill", False),
         **sampling_kwargs(args),
         **attribute_kwargs(args),
     )

@@ -326,10 +326,7 @@ def generate_command(args: argparse.Namespace, checkpoint: dict[str, Any] | None
     start = time.perf_counter()
     from cinematic.data.attributes import attribute_kwargs
 
-    fill = not getattr(args, "no_fill", False)
-    mel = music.generate_mel(
-        duration=args.duration, fill_attributes=fill, **sampling_kwargs(args), **attribute_kwargs(args)
-    )
+    mel = music.generate_mel(duration=args.duration, **sampling_kwargs(args), **attribute_kwargs(args))
     wav = music.vocode(mel)
     seconds = len(wav) / music.sample_rate
     save_audio(out, wav, music.sample_rate)

@@ -108,17 +108,10 @@ def true_attributes(
     the values its labels give winning; a given value that is no accepted one is added to `problems`
     and left to the measurement. `opening` (a Score of the piece's first `attribute_window` tokens):
     key, mode, density, register and polyphony measured there, as a training crop at the opening was."""
-    from cinematic.data.attributes import (
-        measure_file_cached,
-        piece_attributes,
-        sidecar_attributes,
-        window_raw,
-    )
+    from cinematic.data.attributes import measure_file_cached, piece_attributes, window_raw, with_sidecar
 
-    raw = measure_file_cached(path, None, kind)
-    overrides, fixed, bad = sidecar_attributes(labels, list(names))
+    raw, fixed, bad = with_sidecar(measure_file_cached(path, None, kind), labels, list(names))
     problems += [f"{path.name}: {b}" for b in bad]
-    raw = {**raw, **overrides, "given": sorted(overrides)}
     return piece_attributes(window_raw(raw, opening) if opening is not None else raw, fixed)
 
 

@@ -130,4 +130,5 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "guidance": args.guidance,
         "seed": args.seed,
         "progress": True,
+        "fill_attributes": not getattr(args, "no_fill", False),
     }

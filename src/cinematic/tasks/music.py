@@ -23,9 +23,9 @@ the attributes of what it holds after augmentation: key, mode, density, register
 measured on the `attribute_window` tokens from the crop's start (what the conditions must describe when
 a piece is generated from them), tempo and instrumentation on the whole piece; a crop transposed by +2
 semitones from C major is labelled D major, one stretched by 1.05 has its tempo and density divided by
-1.05. Conditions are
-dropped in training per condition (`condition_dropout` for labels, `attribute_dropout` for attributes)
-and all together with probability `unconditional_prob`, which trains guidance's unconditional branch.
+1.05. Conditions are dropped in training per condition (`condition_dropout` for labels,
+`attribute_dropout` for attributes) and all together with probability `unconditional_prob`, which trains
+guidance's unconditional branch.
 A fraction `opening_crop_prob` of the crops starts at the piece's opening, as a generated piece does.
 """
 
@@ -52,8 +52,8 @@ from cinematic.data.attributes import (
     SYMBOLIC_ATTRIBUTES,
     measure_file_cached,
     piece_attributes,
-    sidecar_attributes,
     window_raw,
+    with_sidecar,
 )
 from cinematic.data.skips import UnreadableFile
 from cinematic.data.synth import render_audio
@@ -129,10 +129,7 @@ def measured_pieces(
                 raw = measure_file_cached(item.path, cache_dir, kind)
             except UnreadableFile:
                 raw = {}
-        overrides, fixed, bad = sidecar_attributes(item.labels, names)
-        raw = {**raw, **overrides}
-        if overrides:  # what the .json gave wins over a crop's own measurement too (`window_raw`)
-            raw["given"] = sorted(overrides)
+        raw, fixed, bad = with_sidecar(raw, item.labels, names)
         problems += [f"{Path(item.path).name}: {b}" for b in bad]
         out.append((raw, fixed))
     if problems:

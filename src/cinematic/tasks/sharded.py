@@ -140,12 +140,7 @@ def _music_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext)
     train.conditions = Records(source, ids, lambda r: r["conditions"])
     if with_attributes:
         train.attributes = Records(source, ids, lambda r: tuple(r["attributes"]))
-    counts = [max(1, math.ceil((n - 1) / train.seq_len)) for n in source.meta("length", ids)]
-    train.owner = np.repeat(np.arange(len(ids)), counts)
-    weights = None
-    if "weight" in source.manifest["meta"]:
-        per_piece = source.meta("weight", ids)
-        weights = [float(per_piece[o]) for o in train.owner]
+    train.owner, weights = _crop_owners(source, ids, train.seq_len)
     return Built(
         models={MODEL: MusicTransformer(task.model_cfg)},
         train_set=train,
@@ -154,6 +149,17 @@ def _music_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildContext)
         sample_weights=weights,
         throughput_unit="tokens",
     )
+
+
+def _crop_owners(source: Any, ids: Sequence[int], seq_len: int) -> tuple[np.ndarray, list[float] | None]:
+    """A crop dataset's `owner` (⌈(length − 1) / seq_len⌉ crops per stored piece, as the folder build
+    makes it) and, when the shards carry balanced-sampling weights, each crop's piece weight."""
+    counts = [max(1, math.ceil((n - 1) / seq_len)) for n in source.meta("length", ids)]
+    owner = np.repeat(np.arange(len(ids)), counts)
+    if "weight" not in source.manifest["meta"]:
+        return owner, None
+    per_piece = source.meta("weight", ids)
+    return owner, [float(per_piece[o]) for o in owner]
 
 
 # ---------------------------------------------------------------------------- music, audio route
@@ -228,12 +234,7 @@ def _music_audio_build(task: Any, cfg: Config, source: ShardSource, ctx: BuildCo
     train = AudioCropDataset([], [], section.max_seq_len, task.seed)
     train.sequences = Records(source, ids, lambda r: r["tokens"])  # type: ignore[assignment]
     train.conditions = Records(source, ids, lambda r: r["conditions"])  # type: ignore[assignment]
-    counts = [max(1, math.ceil((n - 1) / train.seq_len)) for n in source.meta("length", ids)]
-    train.owner = np.repeat(np.arange(len(ids)), counts)
-    weights = None
-    if "weight" in source.manifest["meta"]:
-        per_piece = source.meta("weight", ids)
-        weights = [float(per_piece[o]) for o in train.owner]
+    train.owner, weights = _crop_owners(source, ids, train.seq_len)
     return Built(
         models={MODEL: MusicTransformer(task.model_cfg)},
         train_set=train,
