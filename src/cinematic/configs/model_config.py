@@ -264,15 +264,15 @@ class MusicModelConfig(StrictModel):
     """Attributes measured from the music that become conditions (symbolic: key, mode, tempo, density,
     register, polyphony, instruments; audio: tempo, loudness, brightness). null: all of the route's;
     []: none. A value given in a file's `.json` (e.g. "key": "D minor", "tempo": 90) wins."""
-    attribute_dropout: float = Field(0.5, ge=0, le=1)
+    attribute_dropout: float = Field(0.3, ge=0, le=1)
     """Probability of replacing each attribute by the null label in training: generation usually
     sets only a few attributes, so the model must see most of them missing."""
-    attribute_window: int = Field(256, ge=0)
+    attribute_window: int = Field(512, ge=0)
     """Symbolic route: a training crop's key, mode, density, register and polyphony are measured on
     the first this-many tokens from its start (the music the conditions should describe: a chorale's
     crop in its dominant is labelled with the dominant), tempo and instrumentation on the whole piece;
     0: every crop takes the whole piece's values. Match it to the length you generate."""
-    opening_crop_prob: float = Field(0.2, ge=0, le=1)
+    opening_crop_prob: float = Field(0.5, ge=0, le=1)
     """Symbolic route: fraction of training crops that start at the piece's opening (BOS), where a
     sampled piece starts and where the conditions decide the first notes."""
     max_seq_len: int = Field(2048, ge=16)
