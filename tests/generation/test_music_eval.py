@@ -98,6 +98,9 @@ def test_label_sensitivity_is_zero_for_shuffled_labels_and_clearly_positive_for_
         assert abs(shuffled["delta_nll"]) < 0.05, shuffled
         assert informed["delta_nll"] > 0.25, informed  # a wrong octave or triad costs nats per note
         assert informed["wrong_nll"] - informed["true_nll"] == pytest.approx(informed["delta_nll"])
+        # the standard error over pieces says which figure is an effect: many of them above 0, or noise
+        assert informed["delta_nll"] > 5 * informed["stderr"] > 0, informed
+        assert abs(shuffled["delta_nll"]) < max(4 * shuffled["stderr"], 0.01), shuffled
 
 
 def _write_corpus(folder: Path, count: int = 16) -> Path:

@@ -14,7 +14,9 @@ checkpoint's own tokenizer:
   openings of the pieces (first `opening` tokens) under a wrong value of c minus under the true value,
   the other conditions kept at their true values; averaged over the wrong values (at most
   `max_wrong`, a seeded draw) and the pieces that carry c. A model that ignores c scores ≈ 0; one that
-  uses it scores > 0. A piece's true values are its labels (corpus or `.json`) and, for the measurable
+  uses it scores > 0. `stderr` is the standard error of that mean over the pieces (their per-piece
+  differences' spread / √pieces): a figure several standard errors above 0 is an effect, not noise, however
+  small (a mode label moves only the few notes that tell major from minor). A piece's true values are its labels (corpus or `.json`) and, for the measurable
   attributes, what `cinematic.data.attributes` measures in the file (a label wins), as in training:
   for a checkpoint trained with `music_model.attribute_window` > 0, key, mode, density, register and
   polyphony are measured on that many tokens at the piece's opening.
@@ -398,10 +400,10 @@ def label_sensitivity(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """{condition: {"delta_nll", "true_nll", "wrong_nll", "pieces"}} (see the module docstring);
-    conditions that no piece carries are left out."""
+    """{condition: {"delta_nll", "stderr", "true_nll", "wrong_nll", "pieces"}} (see the module
+    docstring); conditions that no piece carries are left out."""
     rng = np.random.default_rng(seed)
-    sums: dict[str, list[float]] = {}
+    per_piece: dict[str, list[tuple[float, float]]] = {}  # (true, mean wrong) NLL per token
     work = [(p, name) for p in pieces for name in route.vocab if name in p.labels]
     for piece, name in _progress(work, "label sensitivity", show=progress):
         values = list(route.vocab[name])
@@ -417,18 +419,21 @@ def label_sensitivity(
         rows[1:, column] = torch.tensor(wrong)
         nll, count = route.window_nll(route.opening(piece.tokens, opening), rows)
         per_token = nll / max(count, 1)
-        entry = sums.setdefault(name, [0.0, 0.0, 0.0])
-        entry[0] += float(per_token[0])
-        entry[1] += float(per_token[1:].mean())
-        entry[2] += 1
+        per_piece.setdefault(name, []).append((float(per_token[0]), float(per_token[1:].mean())))
+    return {name: _sensitivity_figures(np.asarray(pairs)) for name, pairs in per_piece.items()}
+
+
+def _sensitivity_figures(pairs: np.ndarray) -> dict[str, float]:
+    """Mean (true, wrong) NLL per token over pieces, their difference and its standard error."""
+    true, wrong = pairs[:, 0], pairs[:, 1]
+    deltas = wrong - true
+    spread = float(deltas.std(ddof=1)) if len(deltas) > 1 else 0.0
     return {
-        name: {
-            "delta_nll": (wrong - true) / n,
-            "true_nll": true / n,
-            "wrong_nll": wrong / n,
-            "pieces": int(n),
-        }
-        for name, (true, wrong, n) in sums.items()
+        "delta_nll": float(deltas.mean()),
+        "stderr": spread / float(np.sqrt(len(deltas))),
+        "true_nll": float(true.mean()),
+        "wrong_nll": float(wrong.mean()),
+        "pieces": len(deltas),
     }
 
 
@@ -831,7 +836,8 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines.append(f"{'NLL per second':<44} {report['nll_per_second']:.4f}")
     for name, detail in report["label_sensitivity_detail"].items():
         label = f"label sensitivity: {name} (nat/token)"
-        lines.append(f"{label:<44} {detail['delta_nll']:+.4f}  ({detail['pieces']} openings)")
+        figure = f"{detail['delta_nll']:+.4f} ± {detail['stderr']:.4f}"
+        lines.append(f"{label:<44} {figure}  ({detail['pieces']} openings)")
     for name, entry in report["control_accuracy"].items():
         label = f"control accuracy: {name} ({entry['method']})"
         if entry.get("accuracy") is None:
