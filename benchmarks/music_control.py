@@ -23,6 +23,10 @@
 4. `measurement_ceiling`: the same measurement on the real pieces' own openings (first 4/6/10/20 s
    and whole): how often a real chorale's opening measures as its label's mode and as its own key.
    No generated piece can be expected to score above what the real music scores.
+5. `--shuffle_labels`: train on a copy of the corpus whose emotion labels are permuted among the pieces
+   and measure against the true labels: what `label_sensitivity` reads for a model that cannot have
+   learned the label on this corpus (the baseline "clearly above 0" is judged against, with the
+   per-piece standard errors the report gives).
 """
 
 from __future__ import annotations
@@ -76,6 +80,22 @@ def export_corpus(out: Path, pieces: int, seed: int = 0) -> Path:
         label.write_text(json.dumps({"emotion": emotion, "source": f"music21 corpus {Path(path).name}"}))
         written += 1
     done.write_text(str(written))
+    return out
+
+
+def shuffled_copy(corpus_dir: Path, out: Path, seed: int = 0) -> Path:
+    """The corpus with its emotion labels permuted among the pieces (seeded): a model trained on it can
+    learn nothing from the label, so its `label_sensitivity` for emotion is the figure that means
+    "ignored" on this corpus (the measured attributes still come from each piece's own notes)."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    labels = sorted(corpus_dir.glob("*.json"))
+    emotions = [json.loads(p.read_text())["emotion"] for p in labels]
+    permuted = np.random.default_rng(seed).permutation(emotions)
+    for path, emotion in zip(labels, permuted, strict=True):
+        shutil.copyfile(path.with_suffix(".mid"), out / f"{path.stem}.mid")
+        (out / path.name).write_text(json.dumps({"emotion": str(emotion), "source": "shuffled"}))
     return out
 
 
@@ -237,17 +257,24 @@ def measure(
     chosen = [i for i in items if i.path.name in val_names] or items[-30:]
     pieces, _ = read_pieces(route, chosen, 30, seed, "validation", progress=False)
     sensitivity = label_sensitivity(route, pieces, opening=256, progress=False)
-    out["label_sensitivity"] = {k: round(v["delta_nll"], 4) for k, v in sensitivity.items()}
+    out["label_sensitivity"] = _rounded(sensitivity)
     out["label_sensitivity_alone"] = sensitivity_alone(route, pieces, ("emotion", "mode", "key"))
     # a label decides the first notes; later the music itself tells the model its key and mode, so the
     # per-token average over 256 tokens dilutes it: the same figures on the first 32 and 64 tokens
     for opening in (32, 64):
         short = label_sensitivity(route, pieces, opening=opening, progress=False)
-        out[f"label_sensitivity_first_{opening}"] = {k: round(v["delta_nll"], 4) for k, v in short.items()}
+        out[f"label_sensitivity_first_{opening}"] = _rounded(short)
         out[f"label_sensitivity_alone_first_{opening}"] = sensitivity_alone(
             route, pieces, ("emotion", "mode", "key"), opening
         )
     return out
+
+
+def _rounded(sensitivity: dict) -> dict:
+    """{condition: {"mean", "stderr"}} from `label_sensitivity`'s detail."""
+    return {
+        k: {"mean": round(v["delta_nll"], 4), "stderr": round(v["stderr"], 4)} for k, v in sensitivity.items()
+    }
 
 
 def sensitivity_alone(route, pieces, names, opening: int = 256) -> dict:
@@ -274,8 +301,16 @@ def sensitivity_alone(route, pieces, names, opening: int = 256) -> dict:
                 nll, count = route.window_nll(route.opening(piece.tokens, opening), rows)
             per_token = nll / max(count, 1)
             deltas.append(float(per_token[1:].mean() - per_token[0]))
-        out[name] = round(float(np.mean(deltas)), 4) if deltas else None
+        out[name] = _mean_and_stderr(deltas)
     return out
+
+
+def _mean_and_stderr(deltas: list[float]) -> dict | None:
+    """{"mean", "stderr"} of per-piece NLL differences (stderr: how far from 0 is noise)."""
+    if not deltas:
+        return None
+    spread = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0
+    return {"mean": round(float(np.mean(deltas)), 4), "stderr": round(spread / np.sqrt(len(deltas)), 4)}
 
 
 def measurement_ceiling(corpus_dir: Path, spans=(4.0, 6.0, 10.0, 20.0, None)) -> dict:
@@ -338,7 +373,7 @@ def main() -> int:
     parser.add_argument("--max_minutes", type=float, default=60.0, help="training wall-time cap")
     parser.add_argument("--max_steps", type=int, default=None)
     parser.add_argument("--samples", type=int, default=24, help="generated pieces per measured figure")
-    parser.add_argument("--length", type=int, default=384, help="tokens per generated piece")
+    parser.add_argument("--length", type=int, default=512, help="tokens per generated piece")
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling (default: off)")
@@ -348,6 +383,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--checkpoint", help="measure this checkpoint instead of training one")
     parser.add_argument("--export_only", action="store_true")
+    parser.add_argument(
+        "--shuffle_labels", action="store_true",
+        help="train on the corpus with its emotion labels permuted (the 'ignores the label' baseline); "
+        "measured against the true labels",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     out = Path(args.out)
@@ -367,7 +407,7 @@ def main() -> int:
     else:
         report.update(
             train(
-                corpus_dir,
+                shuffled_copy(corpus_dir, out / "corpus_shuffled") if args.shuffle_labels else corpus_dir,
                 out / "work",
                 args.max_cpu_minutes,
                 args.max_minutes,
@@ -382,6 +422,7 @@ def main() -> int:
     report.update(measure(checkpoint, corpus_dir, args.samples, args.guidance, args.length, **sampling))
     report["measure_wall_s"] = round(time.perf_counter() - started, 1)
     report.update(samples=args.samples, length=args.length, guidance=args.guidance, **sampling)
+    report["shuffled_labels"] = args.shuffle_labels
     print(json.dumps(report, indent=1))
     (out / args.report).write_text(json.dumps(report, indent=1))
     return 0
