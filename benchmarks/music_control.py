@@ -196,6 +196,7 @@ def measure(
     seed: int = 0,
     temperature: float = 1.0,
     top_p: float | None = None,
+    fill_min_p: float = 0.2,
 ) -> dict:
     """Label following, label sensitivity and attribute control accuracy of a checkpoint (samples drawn
     with seeds `seed`, `seed` + 1, …: another `--seed` gives a fresh set to confirm a setting on)."""
@@ -217,6 +218,7 @@ def measure(
         score = music.generate(
             **labels, length=length, seed=seed + index, guidance=w, fill_attributes=fill,
             temperature=temperature, top_p=top_p,
+            fill_min_p=fill_min_p,
         )  # fmt: skip
         return measure_score(score) if score.note_num() else {}
 
@@ -377,6 +379,9 @@ def main() -> int:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling (default: off)")
+    parser.add_argument(
+        "--fill_min_p", type=float, default=None, help="completing a request (default: generation's own)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="first sampling seed (a fresh set: another one)")
     parser.add_argument("--report", default="report.json", help="file name of the JSON under --out")
     parser.add_argument("--set", action="append", default=[], help="config overrides, key.path=value")
@@ -418,7 +423,15 @@ def main() -> int:
         )
         checkpoint = Path(report["checkpoint"])
     started = time.perf_counter()
-    sampling = {"seed": args.seed, "temperature": args.temperature, "top_p": args.top_p}
+    from cinematic.generation.sampling import FILL_MIN_P
+
+    fill_min_p = FILL_MIN_P if args.fill_min_p is None else args.fill_min_p
+    sampling = {
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "fill_min_p": fill_min_p,
+    }
     report.update(measure(checkpoint, corpus_dir, args.samples, args.guidance, args.length, **sampling))
     report["measure_wall_s"] = round(time.perf_counter() - started, 1)
     report.update(samples=args.samples, length=args.length, guidance=args.guidance, **sampling)

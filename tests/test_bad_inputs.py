@@ -96,6 +96,8 @@ def test_checkpoints_of_another_family_are_refused(argv_head, ckpt, tmp_path, ca
 def test_unknown_labels_speakers_and_languages_list_what_is_known(tmp_path, capsys):
     expect_error(capsys, ["generate", "music", "--checkpoint", MUSIC, "--emotion", "no-such-mood",
                           "--out", tmp_path / "o.mid"], "no-such-mood", "knows")  # fmt: skip
+    expect_error(capsys, ["generate", "music", "--checkpoint", MUSIC, "--fill_min_p", "1.5",
+                          "--out", tmp_path / "o.mid"], "--fill_min_p", "between 0 and 1")  # fmt: skip
     expect_error(capsys, ["generate", "lyrics", "--checkpoint", LYRICS, "--language", "xx",
                           "--out", tmp_path / "o.txt"], "xx")  # fmt: skip
     expect_error(capsys, ["synthesize", "--checkpoint", VOICE, "--vocoder", VOCODER, "--text", "hello",

@@ -32,6 +32,7 @@ from cinematic.checkpoint_io import inference_weights, read_checkpoint
 from cinematic.data.attributes import attribute_kwargs, resolve_labels
 from cinematic.errors import UserError
 from cinematic.generation.sampling import (
+    FILL_MIN_P,
     complete_conditions,
     condition_ids,
     guidance_rows,
@@ -179,18 +180,21 @@ class MusicGenerator:
         seed: int = 0,
         progress: bool = False,
         fill_attributes: bool = True,
+        fill_min_p: float = FILL_MIN_P,
         **attributes: str | float | None,
     ) -> np.ndarray:
         """Token ids: the primer's (if any) followed by `length` new ones (fewer if EOS is sampled).
         `attributes`: measured-attribute conditions, e.g. key="d minor", tempo=90, density="high".
         `fill_attributes`: attributes left out are completed from a training piece that matches every
         condition given (drawn with `seed`), so emotion="sad" also conditions on a key, tempo, … that
-        sad pieces had; nothing is filled when no condition is given or no piece matches."""
+        sad pieces had; nothing is filled when no condition is given or no piece matches.
+        `fill_min_p`: only values at least this fraction as common as the most common one are used
+        (`generation.sampling.FILL_MIN_P`; 0: any matching piece)."""
         if length < 1:
             raise UserError(f"--length must be at least 1, got {length}")
         conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene, **attributes)
         if fill_attributes:
-            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed)
+            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed, fill_min_p)
         primer_ids = self._primer_tokens(primer)
         tok = self.tokenizer
         new = generate_tokens(

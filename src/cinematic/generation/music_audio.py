@@ -31,6 +31,7 @@ from cinematic.data.audio import limit_peak
 from cinematic.data.tokenizers.delay import StreamVocab, deinterleave
 from cinematic.errors import UserError
 from cinematic.generation.sampling import (
+    FILL_MIN_P,
     complete_conditions,
     condition_ids,
     guidance_rows,
@@ -231,16 +232,17 @@ class AudioMusicGenerator:
         seed: int = 0,
         progress: bool = False,
         fill_attributes: bool = True,
+        fill_min_p: float = FILL_MIN_P,
         **attributes: str | float | None,
     ) -> torch.Tensor:
         """RVQ codes (K, frames) for `duration` seconds (frames = round(duration × frame rate));
         `attributes`: measured-attribute conditions, e.g. tempo=120, loudness="loud".
         `fill_attributes`: attributes left out are completed from a training clip that matches every
-        condition given (drawn with `seed`), as on the symbolic route."""
+        condition given (drawn with `seed`; typical values only, `fill_min_p`), as on the symbolic route."""
         vocab = StreamVocab(self.tokenizer.codebook_size)
         conditions = self.condition_ids(emotion=emotion, genre=genre, scene=scene, **attributes)
         if fill_attributes:
-            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed)
+            conditions = complete_conditions(conditions, self.labels, self.attribute_sets, seed, fill_min_p)
         return generate_codes(
             self.model,
             conditions,

@@ -60,6 +60,7 @@ from cinematic.data.synth import render_audio
 from cinematic.data.tokenizers.midi import make_tokenizer
 from cinematic.errors import UserError
 from cinematic.generation.music import MusicGenerator
+from cinematic.generation.sampling import FILL_MIN_P
 from cinematic.models.music_transformer import MusicTransformer, MusicTransformerConfig
 from cinematic.training.family import CommandGroups, ModelFamily, add_debug_flag, add_sampling_flags
 from cinematic.training.task import BuildContext, Built, Media, StepOutput
@@ -728,6 +729,11 @@ def add_attribute_flags(parser: Any) -> None:
         "--no_fill", "--no-fill", action="store_true",
         help="condition on the given values alone (default: complete the other attributes from a training "
         "piece that matches them)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fill_min_p", "--fill-min-p", type=float, default=FILL_MIN_P,
+        help=f"complete a request only with values at least this fraction as common as the most common one "
+        f"among matching training pieces (default {FILL_MIN_P}; 0: any matching piece)",
     )  # fmt: skip
 
 
