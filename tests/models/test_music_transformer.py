@@ -3,6 +3,7 @@ K streams and conditioning."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -500,6 +501,20 @@ def test_joint_dropout_nulls_every_condition_of_an_item_together_and_per_conditi
     assert 0.45 < (dropped[:, 2] == 0).float().mean() < 0.55
     with pytest.raises(ValueError, match="condition_dropouts has 2 entries for 3 conditions"):
         tiny(condition_sizes=(4, 4, 4), condition_dropouts=(0.1, 0.1))
+
+
+def test_labels_alone_dropout_nulls_every_attribute_of_an_item_together_and_keeps_its_labels():
+    torch.manual_seed(0)
+    conditions = torch.tensor([[1, 2, 3]]).repeat(4000, 1)  # (emotion label, key, tempo attributes)
+    cfg = tiny(condition_sizes=(4, 4, 4), condition_dropout=0.0, attribute_conditions=(False, True, True))
+    model = MusicTransformer(dataclasses.replace(cfg, labels_alone_prob=0.3)).train()
+    dropped = model.drop_conditions(conditions)
+    assert (dropped[:, 0] == 1).all()  # the label is kept
+    alone = (dropped[:, 1:] == 0).all(dim=1)
+    assert 0.25 < alone.float().mean() < 0.35 and ((dropped[:, 1:] == 0).any(dim=1) == alone).all()
+    assert torch.equal(model.eval().drop_conditions(conditions), conditions)
+    with pytest.raises(ValueError, match="attribute_conditions has 1 entries for 3 conditions"):
+        tiny(condition_sizes=(4, 4, 4), attribute_conditions=(True,))
 
 
 def _null_branch_loss_after_training(unconditional_prob: float, steps: int = 40) -> tuple[float, float]:

@@ -267,6 +267,10 @@ class MusicModelConfig(StrictModel):
     attribute_dropout: float = Field(0.3, ge=0, le=1)
     """Probability of replacing each attribute by the null label in training: generation usually
     sets only a few attributes, so the model must see most of them missing."""
+    labels_alone_prob: float = Field(0.0, ge=0, le=1)
+    """Probability of replacing every attribute of an item by the null label at once, its labels kept:
+    trains the model on a label alone (emotion only, `--no_fill`), which independent attribute dropout
+    reaches with probability attribute_dropout^#attributes."""
     attribute_window: int = Field(512, ge=0)
     """Symbolic route: a training crop's key, mode, density, register and polyphony are measured on
     the first this-many tokens from its start (the music the conditions should describe: a chorale's

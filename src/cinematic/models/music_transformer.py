@@ -87,6 +87,12 @@ class MusicTransformerConfig:
     """Training: with this probability *all* conditions of an item go to null together (on top of the
     per-condition dropout), so the all-null row that classifier-free guidance subtracts is trained
     (Ho & Salimans 2022). Checkpoints from before this field load with 0 (they trained without it)."""
+    attribute_conditions: tuple[bool, ...] = ()
+    """Which conditions are measured attributes (one flag per condition; empty: none)."""
+    labels_alone_prob: float = 0.0
+    """Training: with this probability every attribute of an item goes to null at once, its labels kept,
+    so a label alone (a request of emotion only, `--no_fill`) is a trained condition rather than the rare
+    case of all attributes dropped independently. Checkpoints from before this field load with 0."""
     tie_embeddings: bool = False
     query_chunk: int = 128
     """Uncached attention runs over blocks of this many queries (0: one block); the output does
@@ -110,11 +116,11 @@ class MusicTransformerConfig:
             )
         self.condition_sizes = tuple(int(n) for n in self.condition_sizes)
         self.condition_dropouts = tuple(float(p) for p in self.condition_dropouts)
-        if self.condition_dropouts and len(self.condition_dropouts) != len(self.condition_sizes):
-            raise ValueError(
-                f"condition_dropouts has {len(self.condition_dropouts)} entries for "
-                f"{len(self.condition_sizes)} conditions"
-            )
+        self.attribute_conditions = tuple(bool(a) for a in self.attribute_conditions)
+        for name in ("condition_dropouts", "attribute_conditions"):
+            entries = len(getattr(self, name))
+            if entries and entries != len(self.condition_sizes):
+                raise ValueError(f"{name} has {entries} entries for {len(self.condition_sizes)} conditions")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(
                 f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {self.attention_impl!r}"
@@ -723,7 +729,8 @@ class MusicTransformer(nn.Module):
 
     def drop_conditions(self, conditions: torch.Tensor) -> torch.Tensor:
         """Training only: each label → the null label (0) with its condition's dropout probability,
-        and with probability `unconditional_prob` every label of the item at once (the guidance row)."""
+        with probability `labels_alone_prob` every attribute of the item at once, and with probability
+        `unconditional_prob` every condition of the item at once (the guidance row)."""
         cfg = self.cfg
         if not self.training:
             return conditions
@@ -731,6 +738,10 @@ class MusicTransformer(nn.Module):
         if any(p > 0 for p in per_condition):
             p = torch.tensor(per_condition, device=conditions.device).view(1, -1)
             conditions = conditions * (torch.rand(conditions.shape, device=conditions.device) >= p)
+        if cfg.labels_alone_prob > 0 and any(cfg.attribute_conditions):
+            attributes = torch.tensor(cfg.attribute_conditions, device=conditions.device).view(1, -1)
+            chosen = torch.rand(conditions.size(0), 1, device=conditions.device) < cfg.labels_alone_prob
+            conditions = conditions.masked_fill(chosen & attributes, 0)
         if cfg.unconditional_prob > 0:
             joint = torch.rand(conditions.size(0), 1, device=conditions.device) < cfg.unconditional_prob
             conditions = conditions.masked_fill(joint, 0)

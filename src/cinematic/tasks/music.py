@@ -143,13 +143,16 @@ def measured_pieces(
     return out
 
 
+def is_attribute(name: str) -> bool:
+    """A measured attribute (key, tempo, loudness, …) rather than a label (emotion, genre, scene)."""
+    return name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES
+
+
 def condition_dropouts(section: MusicModelConfig, labels: Mapping[str, Sequence[str]]) -> tuple[float, ...]:
     """Per condition: `attribute_dropout` for the measured attributes, `condition_dropout` for labels."""
     return tuple(
-        section.attribute_dropout if name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES
-        else section.condition_dropout
-        for name in labels
-    )  # fmt: skip
+        section.attribute_dropout if is_attribute(name) else section.condition_dropout for name in labels
+    )
 
 
 def model_config(
@@ -172,6 +175,8 @@ def model_config(
         condition_dropout=section.condition_dropout,
         condition_dropouts=condition_dropouts(section, labels),
         unconditional_prob=section.unconditional_prob,
+        attribute_conditions=tuple(is_attribute(name) for name in labels),
+        labels_alone_prob=section.labels_alone_prob,
         tie_embeddings=section.tie_embeddings,
     )
 
