@@ -198,7 +198,8 @@ def measure(
     seed: int = 0,
     temperature: float = 1.0,
     top_p: float | None = None,
-    fill_min_p: float = 0.2,
+    *,
+    fill_min_p: float,
     unseen_dir: Path | None = None,
 ) -> dict:
     """Label following, label sensitivity and attribute control accuracy of a checkpoint (samples drawn
@@ -263,14 +264,14 @@ def measure(
     pieces, _ = read_pieces(route, chosen, 30, seed, "validation", progress=False)
     sensitivity = label_sensitivity(route, pieces, opening=256, progress=False)
     out["label_sensitivity"] = _rounded(sensitivity)
-    out["label_sensitivity_alone"] = sensitivity_alone(route, pieces, ("emotion", "mode", "key"))
+    out["label_sensitivity_alone"] = _rounded(label_sensitivity(route, pieces, 256, **ALONE))
     # a label decides the first notes; later the music itself tells the model its key and mode, so the
     # per-token average over 256 tokens dilutes it: the same figures on the first 32 and 64 tokens
     for opening in (32, 64):
         short = label_sensitivity(route, pieces, opening=opening, progress=False)
         out[f"label_sensitivity_first_{opening}"] = _rounded(short)
-        out[f"label_sensitivity_alone_first_{opening}"] = sensitivity_alone(
-            route, pieces, ("emotion", "mode", "key"), opening
+        out[f"label_sensitivity_alone_first_{opening}"] = _rounded(
+            label_sensitivity(route, pieces, opening, **ALONE)
         )
     if unseen_dir is not None:  # more openings than the 30 held out: the chorales no run trained on
         trained = {p.name for p in corpus_dir.glob("*.mid")}
@@ -280,10 +281,15 @@ def measure(
         out["label_sensitivity_unseen_first_32"] = _rounded(
             label_sensitivity(route, pieces, 32, progress=False)
         )
-        out["label_sensitivity_alone_unseen_first_32"] = sensitivity_alone(
-            route, pieces, ("emotion", "mode", "key"), 32
+        out["label_sensitivity_alone_unseen_first_32"] = _rounded(
+            label_sensitivity(route, pieces, 32, **ALONE)
         )
     return out
+
+
+ALONE = {"names": ("emotion", "mode", "key"), "alone": True, "progress": False}
+"""`label_sensitivity` of these conditions with every other one null: does the condition alone move the
+model?"""
 
 
 def _rounded(sensitivity: dict) -> dict:
@@ -291,42 +297,6 @@ def _rounded(sensitivity: dict) -> dict:
     return {
         k: {"mean": round(v["delta_nll"], 4), "stderr": round(v["stderr"], 4)} for k, v in sensitivity.items()
     }
-
-
-def sensitivity_alone(route, pieces, names, opening: int = 256) -> dict:
-    """Per condition: mean per-token NLL of the openings under a wrong value minus the true one, with
-    every *other* condition null (the issue's measure: does this condition alone move the model?)."""
-    import torch
-
-    vocab = list(route.vocab)
-    out = {}
-    for name in names:
-        if name not in route.vocab:
-            continue
-        column, values = vocab.index(name), list(route.vocab[name])
-        deltas = []
-        for piece in pieces:
-            if name not in piece.labels:
-                continue
-            true_id = values.index(piece.labels[name])
-            wrong = [i for i in range(1, len(values)) if i != true_id][:8]
-            rows = torch.zeros(1 + len(wrong), len(vocab), dtype=torch.long)
-            rows[0, column] = true_id
-            rows[1:, column] = torch.tensor(wrong)
-            with torch.no_grad():
-                nll, count = route.window_nll(route.opening(piece.tokens, opening), rows)
-            per_token = nll / max(count, 1)
-            deltas.append(float(per_token[1:].mean() - per_token[0]))
-        out[name] = _mean_and_stderr(deltas)
-    return out
-
-
-def _mean_and_stderr(deltas: list[float]) -> dict | None:
-    """{"mean", "stderr"} of per-piece NLL differences (stderr: how far from 0 is noise)."""
-    if not deltas:
-        return None
-    spread = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0
-    return {"mean": round(float(np.mean(deltas)), 4), "stderr": round(spread / np.sqrt(len(deltas)), 4)}
 
 
 def measurement_ceiling(corpus_dir: Path, spans=(4.0, 6.0, 10.0, 20.0, None)) -> dict:

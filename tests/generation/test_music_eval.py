@@ -89,6 +89,9 @@ def test_label_sensitivity_is_zero_for_shuffled_labels_and_clearly_positive_for_
     for name, model in models.items():
         route = SymbolicRoute(MusicGenerator(model, TOK, LABELS), seq_len=64)
         figures[name] = label_sensitivity(route, pieces, progress=False)
+        figures[f"{name} alone"] = label_sensitivity(
+            route, pieces, progress=False, names=["mode"], alone=True
+        )
         nll = piece_nll(route, pieces, progress=False)
         assert 0 < nll["nll_per_token"] < 2 and nll["tokens"] == sum(len(p.tokens) + 1 for p in pieces)
         assert nll["nll_per_second"] == pytest.approx(nll["nll_per_token"] * nll["tokens"] / 16.0)
@@ -101,6 +104,11 @@ def test_label_sensitivity_is_zero_for_shuffled_labels_and_clearly_positive_for_
         # the standard error over pieces says which figure is an effect: many of them above 0, or noise
         assert informed["delta_nll"] > 5 * informed["stderr"] > 0, informed
         assert abs(shuffled["delta_nll"]) < max(4 * shuffled["stderr"], 0.01), shuffled
+    # a condition alone (every other one null): asked for by name, the others left out of the figures
+    assert set(figures["informed alone"]) == set(figures["shuffled alone"]) == {"mode"}
+    informed, shuffled = figures["informed alone"]["mode"], figures["shuffled alone"]["mode"]
+    assert informed["pieces"] == 8 and informed["delta_nll"] > 5 * informed["stderr"] > 0, informed
+    assert abs(shuffled["delta_nll"]) < max(4 * shuffled["stderr"], 0.01), shuffled
 
 
 def _write_corpus(folder: Path, count: int = 16) -> Path:

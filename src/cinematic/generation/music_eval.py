@@ -15,11 +15,12 @@ checkpoint's own tokenizer:
   the other conditions kept at their true values; averaged over the wrong values (at most
   `max_wrong`, a seeded draw) and the pieces that carry c. A model that ignores c scores ≈ 0; one that
   uses it scores > 0. `stderr` is the standard error of that mean over the pieces (their per-piece
-  differences' spread / √pieces): a figure several standard errors above 0 is an effect, not noise, however
-  small (a mode label moves only the few notes that tell major from minor). A piece's true values are its labels (corpus or `.json`) and, for the measurable
-  attributes, what `cinematic.data.attributes` measures in the file (a label wins), as in training:
-  for a checkpoint trained with `music_model.attribute_window` > 0, key, mode, density, register and
-  polyphony are measured on that many tokens at the piece's opening.
+  differences' spread / √pieces): a figure several standard errors above 0 is an effect, not noise,
+  however small (a mode label moves only the few notes that tell major from minor). A piece's true
+  values are its labels (corpus or `.json`) and, for the measurable attributes, what
+  `cinematic.data.attributes` measures in the file (a label wins), as in training: for a checkpoint
+  trained with `music_model.attribute_window` > 0, key, mode, density, register and polyphony are
+  measured on that many tokens at the piece's opening.
 - `control_accuracy[c]`: `samples` pieces generated per condition, sample i requesting the i-th value
   (cycling) among the values of c that the reference files carry, no other condition given. A
   measurable attribute (key, mode, tempo, density, register, polyphony, instruments; audio: tempo,
@@ -399,12 +400,16 @@ def label_sensitivity(
     max_wrong: int = MAX_WRONG,
     seed: int = 0,
     progress: bool = True,
+    names: Iterable[str] | None = None,
+    alone: bool = False,
 ) -> dict[str, dict[str, float]]:
     """{condition: {"delta_nll", "stderr", "true_nll", "wrong_nll", "pieces"}} (see the module
-    docstring); conditions that no piece carries are left out."""
+    docstring) for the conditions `names` (default: all); conditions that no piece carries are left out.
+    `alone`: every *other* condition null instead of true (does this condition alone move the model?)."""
     rng = np.random.default_rng(seed)
     per_piece: dict[str, list[tuple[float, float]]] = {}  # (true, mean wrong) NLL per token
-    work = [(p, name) for p in pieces for name in route.vocab if name in p.labels]
+    wanted = list(route.vocab) if names is None else [n for n in route.vocab if n in set(names)]
+    work = [(p, name) for p in pieces for name in wanted if name in p.labels]
     for piece, name in _progress(work, "label sensitivity", show=progress):
         values = list(route.vocab[name])
         column = list(route.vocab).index(name)
@@ -414,7 +419,7 @@ def label_sensitivity(
             continue
         if len(wrong) > max_wrong:
             wrong = sorted(int(i) for i in rng.choice(wrong, size=max_wrong, replace=False))
-        base = condition_row(piece.labels, route.vocab)
+        base = condition_row({name: piece.labels[name]} if alone else piece.labels, route.vocab)
         rows = torch.tensor([base] * (1 + len(wrong)), dtype=torch.long)
         rows[1:, column] = torch.tensor(wrong)
         nll, count = route.window_nll(route.opening(piece.tokens, opening), rows)

@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 from cinematic.configs import Config
 from cinematic.configs.model_config import MusicModelConfig
 from cinematic.data.attributes import (
+    ALL_ATTRIBUTES,
     AUDIO_ATTRIBUTES,
     SYMBOLIC_ATTRIBUTES,
     measure_file_cached,
@@ -143,15 +144,10 @@ def measured_pieces(
     return out
 
 
-def is_attribute(name: str) -> bool:
-    """A measured attribute (key, tempo, loudness, …) rather than a label (emotion, genre, scene)."""
-    return name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES
-
-
 def condition_dropouts(section: MusicModelConfig, labels: Mapping[str, Sequence[str]]) -> tuple[float, ...]:
     """Per condition: `attribute_dropout` for the measured attributes, `condition_dropout` for labels."""
     return tuple(
-        section.attribute_dropout if is_attribute(name) else section.condition_dropout for name in labels
+        section.attribute_dropout if name in ALL_ATTRIBUTES else section.condition_dropout for name in labels
     )
 
 
@@ -175,7 +171,7 @@ def model_config(
         condition_dropout=section.condition_dropout,
         condition_dropouts=condition_dropouts(section, labels),
         unconditional_prob=section.unconditional_prob,
-        attribute_conditions=tuple(is_attribute(name) for name in labels),
+        attribute_conditions=tuple(name in ALL_ATTRIBUTES for name in labels),
         labels_alone_prob=section.labels_alone_prob,
         tie_embeddings=section.tie_embeddings,
     )
@@ -577,7 +573,7 @@ def attribute_sets(
     rows = [[*ids, n] for ids, n in counts.most_common(limit)]
     values: dict[str, dict[str, int]] = {}
     for column, (name, known) in enumerate(vocab.items()):
-        if name in SYMBOLIC_ATTRIBUTES or name in AUDIO_ATTRIBUTES:
+        if name in ALL_ATTRIBUTES:
             per = Counter(known[int(c[column])] for c in conditions if int(c[column]) > 0)
             values[name] = dict(per)
     return {"rows": rows, "values": values}
@@ -727,7 +723,7 @@ def add_attribute_flags(parser: Any) -> None:
         "tempo": "bpm (e.g. 90) or " + "/".join(AUDIO_ATTRIBUTES["tempo"]),
         "instruments": "GM family (piano, strings, …, drums) or a GM program number",
     }
-    all_names = {**SYMBOLIC_ATTRIBUTES, **AUDIO_ATTRIBUTES}
+    all_names = ALL_ATTRIBUTES
     for name, values in all_names.items():
         parser.add_argument(f"--{name}", help=helps.get(name, "/".join(values)))
     parser.add_argument(
